@@ -1,0 +1,96 @@
+# lib.sh: shared helpers for proxyfleet's integration tests (sourced, not run).
+#
+# Each tests/integ/t_<scenario>.sh sources this file and reports in TAP:
+# one "ok N - what" or "not ok N - what" line per assertion, then t_done.
+# tests/run.sh counts those lines; a script that dies before t_done counts as
+# one failure. Cleanups registered with t_defer run on every exit path, last
+# registered first, so a failing test leaves nothing behind. Processes are
+# always stopped by the PID we started, never by name.
+
+set -u
+
+T_N=0
+T_FAILED=0
+T_DEFERRED=()
+T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PF_BIN=${PF_BIN:-$T_ROOT/build/bin}
+T_TMP=$(mktemp -d "/tmp/pf-$(basename "$0" .sh).XXXXXX")
+
+# t_defer CMD...: run CMD (as one eval string) when the script exits.
+t_defer() { T_DEFERRED+=("$*"); }
+
+_t_exit() {
+	local rc=$? i
+	for ((i = ${#T_DEFERRED[@]} - 1; i >= 0; i--)); do
+		eval "${T_DEFERRED[$i]}" >/dev/null 2>&1 || true
+	done
+	rm -rf "$T_TMP"
+	exit $rc
+}
+trap _t_exit EXIT
+trap 'exit 130' INT TERM
+
+t_ok() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
+t_fail() {
+	T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1))
+	echo "not ok $T_N - $1"
+	shift; [ $# -gt 0 ] && printf '#   %s\n' "$@"
+	return 0
+}
+t_skip() { T_N=$((T_N + 1)); echo "ok $T_N - $1 # SKIP $2"; }
+t_diag() { printf '# %s\n' "$*"; }
+
+# t_check DESC CMD...: ok when CMD exits 0.
+t_check() {
+	local desc=$1; shift
+	local out
+	if out=$("$@" 2>&1); then t_ok "$desc"; else t_fail "$desc" "command: $*" "${out:0:600}"; fi
+}
+
+# t_eq DESC EXPECTED ACTUAL: ok when both strings are equal; prints both when not.
+t_eq() {
+	if [ "$2" = "$3" ]; then t_ok "$1"; else t_fail "$1" "expected: '$2'" "actual:   '$3'"; fi
+}
+
+# t_le DESC A B: ok when integer A <= B.
+t_le() {
+	if [ "$2" -le "$3" ] 2>/dev/null; then t_ok "$1 ($2 <= $3)"; else t_fail "$1" "expected $2 <= $3"; fi
+}
+
+# t_match DESC REGEX TEXT: ok when TEXT matches the extended REGEX.
+t_match() {
+	if printf '%s' "$3" | grep -Eq -- "$2"; then t_ok "$1"; else t_fail "$1" "pattern: $2" "text: ${3:0:600}"; fi
+}
+
+# t_wait SECONDS CMD...: poll CMD every 50 ms until it succeeds; 1 on timeout.
+t_wait() {
+	local deadline=$(($(date +%s%N) / 1000000 + $1 * 1000)); shift
+	until "$@" >/dev/null 2>&1; do
+		[ $(($(date +%s%N) / 1000000)) -ge $deadline ] && return 1
+		sleep 0.05
+	done
+}
+
+t_need_root() {
+	if [ "$(id -u)" -ne 0 ]; then
+		t_skip "$(basename "$0")" "needs root"
+		t_done
+	fi
+}
+
+# t_redis_start PORT: a private redis-server on 127.0.0.1:PORT, stopped at exit.
+t_redis_start() {
+	local port=$1 dir="$T_TMP/redis-$1"
+	mkdir -p "$dir"
+	redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' \
+		--appendonly no --daemonize yes --pidfile "$dir/pid" \
+		--logfile "$dir/log" >/dev/null
+	t_wait 5 redis-cli -p "$port" ping || { t_fail "redis on $port starts"; return 1; }
+	t_defer "kill \$(cat $dir/pid)"
+}
+
+t_done() {
+	echo "1..$T_N"
+	[ "$T_FAILED" -eq 0 ]
+	exit $?
+}
