@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# lab.sh: proxyfleet's local multi-region lab, on one machine, in namespaces.
+#
+#   root ns ── pfmgmt0 ── pf-edge (router) ─┬─ br-eu ── eu-1, eu-2 (hosts)
+#   (Redis)                                  ├─ br-us ── us-1
+#                                            └─ pfc0 ─── pf-client
+#
+# Each host is a network + mount namespace with its own virtlogd and libvirtd
+# (TCP listener on its region address), private tmpfs state, and a VM bridge
+# br0 that carries its address and its uplink to the region bridge. The
+# address plan is fixed (docs/lab.md) and written to build/lab/lab.env for the
+# other tools. docs/lab.md has the picture and the reasons.
+#
+# Every process the lab starts is recorded in $STATE (PID and start time, so a
+# recycled PID is never hit) and stopped by that PID; lab-down also stops what
+# is left inside the lab's own network namespaces (the QEMU processes that the
+# host libvirtds spawned), found with `ip netns pids`. Nothing is killed by
+# name. The state file is appended to as the lab comes up, so `down` also
+# cleans a half-made lab after a crash.
+#
+# usage: lab.sh up|down|status|env
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB_DIR=${PF_LAB_DIR:-$ROOT/build/lab}
+LAB_ENV=$LAB_DIR/lab.env
+STATE_DIR=${PF_LAB_STATE_DIR:-/run/proxyfleet-lab}
+STATE=$STATE_DIR/state
+IMAGE_DIR=$ROOT/build/image
+
+HOSTS=(eu-1 eu-2 us-1)
+REGIONS=(eu us)
+EDGE_NS=pf-edge
+CLIENT_NS=pf-client
+MGMT_IF=pfmgmt0
+MGMT_ROOT_IP=10.77.254.1
+MGMT_EDGE_IP=10.77.254.2
+LAB_NET=10.77.0.0/16
+REDIS_PORT=6379
+
+die() { echo "lab: $*" >&2; exit 1; }
+log() { echo "lab: $*"; }
+
+# ---------------------------------------------------------------- address plan
+
+region_index() { case $1 in eu) echo 1 ;; us) echo 2 ;; *) die "unknown region $1" ;; esac; }
+region_bridge() { echo "br-$1"; }
+region_gw() { echo "10.77.$(region_index "$1").1"; }
+region_gw6() { echo "fd77:$(region_index "$1")::1"; }
+host_region() { echo "${1%-*}"; }
+host_ip() { echo "10.77.$(region_index "$(host_region "$1")").$((10 + ${1##*-}))"; }
+host_ip6() { echo "fd77:$(region_index "$(host_region "$1")")::$((10 + ${1##*-}))"; }
+host_netns() { echo "pf-$1"; }
+host_uri() { echo "qemu+tcp://$(host_ip "$1")/system"; }
+host_dir() { echo "$STATE_DIR/hosts/$1"; }
+var_name() { echo "${1//-/_}"; }
+
+# ---------------------------------------------------------------- state file
+# Lines: "pid NAME PID STARTTIME" and "netns NAME"; appended as things appear.
+
+state_add() { mkdir -p "$STATE_DIR"; echo "$*" >>"$STATE"; }
+
+# pid_start PID: the process's start time (field 22 of /proc/PID/stat).
+pid_start() { awk '{sub(/^.*\) /, ""); print $20}' "/proc/$1/stat" 2>/dev/null; }
+
+# pid_is PID START: true when PID is alive and is the very process recorded.
+pid_is() { [ -n "$1" ] && [ "$(pid_start "$1")" = "$2" ]; }
+
+# state_pid NAME: the recorded PID of NAME if that process still runs.
+state_pid() {
+	[ -f "$STATE" ] || return 1
+	local kind name pid start
+	while read -r kind name pid start; do
+		if [ "$kind" = pid ] && [ "$name" = "$1" ] && pid_is "$pid" "$start"; then
+			echo "$pid"
+			return 0
+		fi
+	done <"$STATE"
+	return 1
+}
+
+# spawn NAME LOG CMD...: start CMD in its own session, detached, and record
+# its PID. CMD must exec (not fork) so that the PID we record is the daemon's.
+spawn() {
+	local name=$1 logf=$2 pidf
+	shift 2
+	pidf=$(mktemp "$STATE_DIR/.pid.XXXXXX")
+	setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" </dev/null >>"$logf" 2>&1 &
+	local i=0
+	while [ ! -s "$pidf" ]; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && die "$name did not start (see $logf)"
+		sleep 0.02
+	done
+	local pid
+	pid=$(cat "$pidf")
+	rm -f "$pidf"
+	sleep 0.05
+	local start
+	start=$(pid_start "$pid") || true
+	[ -n "$start" ] || die "$name exited at once (see $logf)"
+	state_add pid "$name" "$pid" "$start"
+	echo "$pid"
+}
+
+# kill_pid PID: TERM, then KILL after 5 s.
+kill_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		# A zombie child of ours counts as gone.
+		[ "$(awk '{sub(/^.*\) /, ""); print $1}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# wait_for SECONDS CMD...: poll CMD every 100 ms; 1 on timeout.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -ge $deadline ] && return 1
+		sleep 0.1
+	done
+}
+
+# ---------------------------------------------------------------- edge, client
+
+edge_up() {
+	ip netns add "$EDGE_NS"
+	state_add netns "$EDGE_NS"
+	ip -n "$EDGE_NS" link set lo up
+	ip netns exec "$EDGE_NS" sysctl -qw net.ipv4.ip_forward=1 \
+		net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.forwarding=1
+	local r br
+	for r in "${REGIONS[@]}"; do
+		br=$(region_bridge "$r")
+		ip -n "$EDGE_NS" link add "$br" type bridge stp_state 0 forward_delay 0
+		ip -n "$EDGE_NS" addr add "$(region_gw "$r")/24" dev "$br"
+		ip -n "$EDGE_NS" addr add "$(region_gw6 "$r")/64" dev "$br" nodad
+		ip -n "$EDGE_NS" link set "$br" up
+	done
+
+	ip netns add "$CLIENT_NS"
+	state_add netns "$CLIENT_NS"
+	ip -n "$CLIENT_NS" link set lo up
+	ip -n "$EDGE_NS" link add pfc0 type veth peer name eth0 netns "$CLIENT_NS"
+	ip -n "$EDGE_NS" addr add 10.77.0.1/24 dev pfc0
+	ip -n "$EDGE_NS" addr add fd77::1/64 dev pfc0 nodad
+	ip -n "$EDGE_NS" link set pfc0 up
+	ip -n "$CLIENT_NS" addr add 10.77.0.2/24 dev eth0
+	ip -n "$CLIENT_NS" addr add fd77::2/64 dev eth0 nodad
+	ip -n "$CLIENT_NS" link set eth0 up
+	ip -n "$CLIENT_NS" route add default via 10.77.0.1
+	ip -n "$CLIENT_NS" -6 route add default via fd77::1
+
+	# Root namespace <-> edge: management link; Redis listens on its root end.
+	state_add link "$MGMT_IF"
+	ip link add "$MGMT_IF" type veth peer name mgmt0 netns "$EDGE_NS"
+	ip addr add "$MGMT_ROOT_IP/30" dev "$MGMT_IF"
+	ip link set "$MGMT_IF" up
+	ip -n "$EDGE_NS" addr add "$MGMT_EDGE_IP/30" dev mgmt0
+	ip -n "$EDGE_NS" link set mgmt0 up
+	ip route add "$LAB_NET" via "$MGMT_EDGE_IP" dev "$MGMT_IF"
+}
+
+# ---------------------------------------------------------------- redis
+
+redis_up() {
+	local dir="$STATE_DIR/redis" pass
+	mkdir -p "$dir"
+	pass=$(lab_env_get PF_REDIS_PASS)
+	umask 077
+	cat >"$dir/redis.conf" <<EOF
+bind 127.0.0.1 $MGMT_ROOT_IP
+port $REDIS_PORT
+protected-mode yes
+requirepass $pass
+dir $dir
+save ""
+appendonly no
+daemonize no
+logfile ""
+EOF
+	umask 022
+	spawn redis "$dir/redis.log" redis-server "$dir/redis.conf" >/dev/null
+	wait_for 10 redis_ping || die "redis did not answer on $MGMT_ROOT_IP:$REDIS_PORT (see $dir/redis.log)"
+}
+
+redis_ping() {
+	REDISCLI_AUTH=$(lab_env_get PF_REDIS_PASS) redis-cli -h "$MGMT_ROOT_IP" -p "$REDIS_PORT" ping | grep -q PONG
+}
+
+# ---------------------------------------------------------------- hosts
+
+# host_up HOST: namespaces, mounts, network, virtlogd, libvirtd (not waited for).
+host_up() {
+	local h=$1 dir ns holder region ip
+	dir=$(host_dir "$h")
+	ns=$(host_netns "$h")
+	region=$(host_region "$h")
+	ip=$(host_ip "$h")
+	mkdir -p "$dir"
+
+	# The namespace holder: a sleep in a fresh mount + net namespace. Its
+	# netns gets a name so that `ip netns exec pf-HOST` works; the mount
+	# namespace is entered with nsenter -t HOLDER -m -n.
+	holder=$(spawn "holder-$h" "$dir/holder.log" unshare -m -n --propagation private sleep infinity)
+	state_add netns "$ns"
+	ip netns attach "$ns" "$holder"
+
+	host_etc_make "$h" "$dir/etc-libvirt"
+	nsenter -t "$holder" -m -n -- bash "$ROOT/deploy/lab/lab.sh" _host-mounts "$dir/etc-libvirt"
+
+	ip -n "$ns" link set lo up
+	ip -n "$EDGE_NS" link add "pfe-$h" type veth peer name eth0 netns "$ns"
+	ip -n "$EDGE_NS" link set "pfe-$h" master "$(region_bridge "$region")" up
+	ip -n "$ns" link add br0 type bridge stp_state 0 forward_delay 0
+	ip -n "$ns" link set eth0 master br0 up
+	ip -n "$ns" addr add "$ip/24" dev br0
+	ip -n "$ns" addr add "$(host_ip6 "$h")/64" dev br0 nodad
+	ip -n "$ns" link set br0 up
+	ip -n "$ns" route add default via "$(region_gw "$region")"
+	ip -n "$ns" -6 route add default via "$(region_gw6 "$region")"
+
+	spawn "virtlogd-$h" "$dir/virtlogd.log" nsenter -t "$holder" -m -n -- virtlogd >/dev/null
+	spawn "libvirtd-$h" "$dir/libvirtd.log" nsenter -t "$holder" -m -n -- libvirtd --listen >/dev/null
+}
+
+# host_etc_make HOST DIR: a private /etc/libvirt for HOST: TCP listener on
+# its address without auth (lab only: production uses TLS), QEMU as root
+# without relabelling, since the image files are shared by every host.
+host_etc_make() {
+	local h=$1 etc=$2
+	rm -rf "$etc"
+	cp -a /etc/libvirt "$etc"
+	cat >>"$etc/libvirtd.conf" <<EOF
+
+# proxyfleet lab ($h)
+listen_tls = 0
+listen_tcp = 1
+auth_tcp = "none"
+listen_addr = "$(host_ip "$h")"
+log_outputs = "3:stderr"
+EOF
+	cat >>"$etc/qemu.conf" <<EOF
+
+# proxyfleet lab ($h)
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+EOF
+}
+
+# _host-mounts ETC (runs inside the host's mount namespace): private /etc/libvirt,
+# tmpfs over the daemon's state directories.
+host_mounts() {
+	local etc=$1 d
+	mount --make-rprivate /
+	mount --bind "$etc" /etc/libvirt
+	# The root namespace's /run/netns mounts would pin other namespaces.
+	umount -l /run/netns 2>/dev/null || true
+	mount -t tmpfs -o mode=0755 pf-run /run
+	mkdir -p /run/libvirt /run/lock
+	for d in /var/lib/libvirt /var/log/libvirt /var/cache/libvirt; do
+		mkdir -p "$d"
+		mount -t tmpfs -o mode=0755 pf-lab "$d"
+		mkdir -p "$d/qemu"
+	done
+	mkdir -p /var/lib/libvirt/qemu/channel/target /var/lib/libvirt/qemu/nvram \
+		/var/lib/libvirt/qemu/save /var/lib/libvirt/qemu/snapshot /var/lib/libvirt/qemu/dump
+}
+
+host_answers() { timeout 5 virsh -c "$(host_uri "$1")" version >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- lab.env
+
+lab_env_get() { [ -f "$LAB_ENV" ] && sed -n "s/^$1=//p" "$LAB_ENV" | tr -d "'\"" || true; }
+
+# lab_env_write: the address plan, for the other tools to source. The Redis
+# password is made once per lab and kept while the lab lives.
+lab_env_write() {
+	local pass h r v
+	pass=$(lab_env_get PF_REDIS_PASS)
+	[ -n "$pass" ] || pass=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+	mkdir -p "$LAB_DIR"
+	{
+		echo "# proxyfleet lab address plan, written by deploy/lab/lab.sh; source it."
+		echo "PF_LAB_HOSTS='${HOSTS[*]}'"
+		echo "PF_LAB_REGIONS='${REGIONS[*]}'"
+		echo "PF_LAB_STATE=$STATE"
+		echo "PF_LAB_DIR=$LAB_DIR"
+		echo "PF_EDGE_NETNS=$EDGE_NS"
+		echo "PF_CLIENT_NETNS=$CLIENT_NS"
+		echo "PF_CLIENT_IP=10.77.0.2"
+		echo "PF_CLIENT_GW=10.77.0.1"
+		echo "PF_MGMT_IF=$MGMT_IF"
+		echo "PF_MGMT_ROOT_IP=$MGMT_ROOT_IP"
+		echo "PF_MGMT_EDGE_IP=$MGMT_EDGE_IP"
+		echo "PF_VM_BRIDGE=br0"
+		echo "PF_REDIS_HOST=$MGMT_ROOT_IP"
+		echo "PF_REDIS_PORT=$REDIS_PORT"
+		echo "PF_REDIS_ADDR=$MGMT_ROOT_IP:$REDIS_PORT"
+		echo "PF_REDIS_PASS=$pass"
+		echo "PF_IMAGE_KERNEL=$IMAGE_DIR/vmlinuz"
+		echo "PF_IMAGE_INITRD=$IMAGE_DIR/initrd.img"
+		for r in "${REGIONS[@]}"; do
+			echo "PF_REGION_${r}_BRIDGE=$(region_bridge "$r")"
+			echo "PF_REGION_${r}_GW=$(region_gw "$r")"
+			echo "PF_REGION_${r}_GW6=$(region_gw6 "$r")"
+			echo "PF_REGION_${r}_PREFIX=10.77.$(region_index "$r").0/24"
+			echo "PF_REGION_${r}_SERVICE_FIRST=10.77.$(region_index "$r").100"
+			echo "PF_REGION_${r}_SERVICE_LAST=10.77.$(region_index "$r").199"
+		done
+		for h in "${HOSTS[@]}"; do
+			v=$(var_name "$h")
+			echo "PF_HOST_${v}_REGION=$(host_region "$h")"
+			echo "PF_HOST_${v}_IP=$(host_ip "$h")"
+			echo "PF_HOST_${v}_IP6=$(host_ip6 "$h")"
+			echo "PF_HOST_${v}_URI=$(host_uri "$h")"
+			echo "PF_HOST_${v}_NETNS=$(host_netns "$h")"
+			echo "PF_HOST_${v}_PID=$(state_pid "holder-$h" || true)"
+		done
+	} >"$LAB_ENV.tmp"
+	chmod 600 "$LAB_ENV.tmp"
+	mv "$LAB_ENV.tmp" "$LAB_ENV"
+}
+
+# ---------------------------------------------------------------- up / down
+
+# lab_healthy: every recorded daemon runs and every libvirtd answers.
+lab_healthy() {
+	[ -f "$STATE" ] && [ -f "$LAB_ENV" ] || return 1
+	state_pid redis >/dev/null || return 1
+	redis_ping || return 1
+	local h
+	for h in "${HOSTS[@]}"; do
+		state_pid "holder-$h" >/dev/null || return 1
+		state_pid "libvirtd-$h" >/dev/null || return 1
+		state_pid "virtlogd-$h" >/dev/null || return 1
+		host_answers "$h" || return 1
+	done
+}
+
+# lab_netns_names: the names of every namespace the lab makes.
+lab_netns_names() {
+	local h
+	echo "$EDGE_NS" "$CLIENT_NS"
+	for h in "${HOSTS[@]}"; do host_netns "$h"; done
+}
+
+# lab_netns_present: the lab's namespaces that exist now.
+lab_netns_present() {
+	local ns
+	for ns in $(lab_netns_names); do
+		[ -e "/run/netns/$ns" ] && echo "$ns"
+	done
+	return 0
+}
+
+# lab_leftovers: true when anything of a lab exists (state, namespaces, links).
+lab_leftovers() {
+	[ -e "$STATE" ] && return 0
+	[ -n "$(lab_netns_present)" ] && return 0
+	ip link show "$MGMT_IF" >/dev/null 2>&1 && return 0
+	return 1
+}
+
+cmd_up() {
+	[ "$(id -u)" -eq 0 ] || die "must run as root"
+	[ -f "$IMAGE_DIR/vmlinuz" ] && [ -f "$IMAGE_DIR/initrd.img" ] ||
+		die "no image in $IMAGE_DIR: run make image"
+	if lab_healthy; then
+		log "already up"
+		cmd_status
+		return 0
+	fi
+	if lab_leftovers; then
+		log "found a partial lab; removing it first"
+		cmd_down
+	fi
+	local t0=$SECONDS h
+	mkdir -p "$STATE_DIR" "$LAB_DIR"
+	: >"$STATE"
+	lab_env_write
+	edge_up
+	redis_up
+	for h in "${HOSTS[@]}"; do
+		host_up "$h"
+	done
+	for h in "${HOSTS[@]}"; do
+		wait_for 60 host_answers "$h" ||
+			die "libvirtd on $h does not answer at $(host_uri "$h") (see $(host_dir "$h")/libvirtd.log)"
+	done
+	lab_env_write
+	log "up in $((SECONDS - t0)) s; address plan in $LAB_ENV"
+	cmd_status
+}
+
+# host_vms_destroy HOST: stop its running VMs through libvirt (quick, clean).
+host_vms_destroy() {
+	local h=$1 d
+	host_answers "$h" || return 0
+	for d in $(timeout 10 virsh -c "$(host_uri "$h")" list --name 2>/dev/null); do
+		timeout 10 virsh -c "$(host_uri "$h")" destroy "$d" >/dev/null 2>&1 || true
+	done
+}
+
+cmd_down() {
+	[ "$(id -u)" -eq 0 ] || die "must run as root"
+	local h kind name pid start ns
+	if [ -f "$STATE" ]; then
+		for h in "${HOSTS[@]}"; do
+			if state_pid "libvirtd-$h" >/dev/null; then host_vms_destroy "$h"; fi
+		done
+		# Recorded daemons, newest first.
+		while read -r kind name pid start; do
+			[ "$kind" = pid ] || continue
+			if pid_is "$pid" "$start"; then kill_pid "$pid"; fi
+		done < <(tac "$STATE")
+	fi
+	# Whatever still lives in the lab's namespaces (QEMU spawned by a libvirtd).
+	for ns in $(lab_netns_present); do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill_pid "$pid"
+		done
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	ip link del "$MGMT_IF" 2>/dev/null || true
+	rm -rf "$STATE_DIR" "$LAB_DIR"
+	log "down"
+}
+
+cmd_status() {
+	if [ ! -f "$STATE" ]; then
+		log "down"
+		return 0
+	fi
+	local h v uri ok vms
+	printf '%-6s %-6s %-12s %-30s %-9s %s\n' HOST REGION ADDRESS URI LIBVIRTD VMS
+	for h in "${HOSTS[@]}"; do
+		uri=$(host_uri "$h")
+		ok=no vms=-
+		if host_answers "$h"; then
+			ok=yes
+			vms=$(timeout 10 virsh -c "$uri" list --name 2>/dev/null | sed '/^$/d' | paste -sd, -)
+			[ -n "$vms" ] || vms=-
+		fi
+		printf '%-6s %-6s %-12s %-30s %-9s %s\n' "$h" "$(host_region "$h")" "$(host_ip "$h")" "$uri" "$ok" "$vms"
+	done
+	if redis_ping 2>/dev/null; then v=yes; else v=no; fi
+	echo "redis $MGMT_ROOT_IP:$REDIS_PORT answers: $v; client netns $CLIENT_NS (10.77.0.2); edge $EDGE_NS; env $LAB_ENV"
+}
+
+main() {
+	case "${1:-}" in
+	up) cmd_up ;;
+	down) cmd_down ;;
+	status) cmd_status ;;
+	env) lab_env_write; cat "$LAB_ENV" ;;
+	_host-mounts) host_mounts "$2" ;;
+	*) die "usage: lab.sh up|down|status|env" ;;
+	esac
+}
+
+main "$@"
