@@ -1,0 +1,21 @@
+# netmigrate/: libnetmigrate (announcements, netlink, orders, the handover
+# plan), the `netmigrate` CLI and the `netmigrated` host agent.
+NM_LIB_SRCS := netmigrate/nm_pkt.c netmigrate/nm_ctx.c netmigrate/nm_nl.c netmigrate/nm_order.c
+NM_LIB := $(O)/lib/libnetmigrate.a
+
+$(NM_LIB): $(call objs,$(NM_LIB_SRCS))
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+PROGS += $(BIN)/netmigrate
+
+$(BIN)/netmigrate: $(call objs,netmigrate/netmigrate.c) $(NM_LIB) $(COMMON_LIB)
+LIBS_netmigrate = $(call pc_libs,libmnl)
+
+
+$(eval $(call unit_test,nm_pkt,$(NM_LIB),libmnl))
+$(eval $(call unit_test,nm_order,$(NM_LIB),libmnl))
+
+# Not part of `make test`: handover of 100 service IPs, in a namespace.
+bench: $(BIN)/netmigrate
+	@bash tests/bench/handover.sh $(abspath $(BIN))

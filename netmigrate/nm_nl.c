@@ -1,0 +1,270 @@
+/*
+ * nm_nl.c: host routes, neighbour and proxy entries over rtnetlink (libmnl).
+ *
+ * Each call is one request and its ack on the context's netlink socket:
+ * local, a few microseconds, so safe on an event loop. Idempotence comes
+ * from the kernel's own flags: NLM_F_CREATE | NLM_F_REPLACE adds or
+ * replaces, and a delete that finds nothing (ESRCH, ENOENT) counts as done.
+ * Errors keep the kernel's extended-ack message when it sends one, and name
+ * the object: "route 10.0.0.1/32 via 10.0.0.9: Nexthop has invalid gateway".
+ */
+#include "netmigrate/nm_int.h"
+
+#include <errno.h>
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Read the ack of the request just sent. 0, or -1 with errno set and the
+ * kernel's extended-ack text (if any) in msg. */
+static int
+nm_nl_ack(struct nm_ctx *ctx, char *msg, size_t msglen)
+{
+	const struct nlmsghdr *nlh;
+	const struct nlmsgerr *e;
+	const struct nlattr *attr;
+	ssize_t n;
+
+	msg[0] = '\0';
+	for (;;) {
+		n = mnl_socket_recvfrom(ctx->nl, ctx->buf, sizeof(ctx->buf));
+		if (n < 0)
+			return -1;
+		nlh = (const struct nlmsghdr *)ctx->buf;
+		for (; mnl_nlmsg_ok(nlh, (int)n); nlh = mnl_nlmsg_next(nlh, (int *)&n)) {
+			if (nlh->nlmsg_seq != ctx->seq || nlh->nlmsg_type != NLMSG_ERROR)
+				continue;	/* a stale answer: not ours */
+			e = mnl_nlmsg_get_payload(nlh);
+			if (e->error == 0)
+				return 0;
+			if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
+				/* TLVs follow the echoed request (its header only
+				 * when NLM_F_CAPPED). */
+				size_t off = sizeof(*e);
+
+				if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
+					off += e->msg.nlmsg_len - sizeof(e->msg);
+				mnl_attr_for_each_payload((const void *)((const char *)e + off),
+				    mnl_nlmsg_get_payload_len(nlh) - off) {
+					if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
+					    mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
+						snprintf(msg, msglen, "%s", mnl_attr_get_str(attr));
+				}
+			}
+			errno = -e->error;
+			return -1;
+		}
+	}
+}
+
+/* Send the request in ctx->buf and wait for its ack. */
+static int
+nm_nl_talk(struct nm_ctx *ctx, struct nlmsghdr *nlh, char *kmsg, size_t kmsglen)
+{
+	if (mnl_socket_sendto(ctx->nl, nlh, nlh->nlmsg_len) < 0) {
+		kmsg[0] = '\0';
+		return -1;
+	}
+	return nm_nl_ack(ctx, kmsg, kmsglen);
+}
+
+static struct nlmsghdr *
+nm_nl_new(struct nm_ctx *ctx, uint16_t type, uint16_t flags)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(ctx->buf);
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+	nlh->nlmsg_seq = ++ctx->seq;
+	return nlh;
+}
+
+static size_t
+nm_ip_len(const struct nm_ip *ip)
+{
+	return ip->family == AF_INET ? 4 : 16;
+}
+
+/* One message for a failed request: "<what>: <reason>". */
+static int
+nm_nl_fail(const char *what, const char *kmsg, char *err, size_t errlen)
+{
+	const char *why;
+
+	switch (errno) {
+	case EPERM:
+	case EACCES:
+		why = "operation not permitted (needs CAP_NET_ADMIN)";
+		break;
+	case ENODEV:
+		why = "no such device";
+		break;
+	case ENETUNREACH:
+		why = "gateway is not reachable from any interface";
+		break;
+	default:
+		why = strerror(errno);
+	}
+	if (kmsg && kmsg[0] && errno != EPERM)
+		snprintf(err, errlen, "%s: %s (%s)", what, kmsg, why);
+	else
+		snprintf(err, errlen, "%s: %s", what, why);
+	return -1;
+}
+
+static void
+nm_route_what(char *buf, size_t len, const char *verb, const struct nm_ip *dst,
+    const struct nm_ip *gw, const char *dev)
+{
+	char d[NM_IPSTR_MAX], g[NM_IPSTR_MAX];
+
+	snprintf(buf, len, "%s route %s/%d%s%s%s%s", verb, nm_ip_fmt(dst, d, sizeof(d)),
+	    dst->family == AF_INET ? 32 : 128, gw ? " via " : "", gw ? nm_ip_fmt(gw, g, sizeof(g)) : "",
+	    dev ? " dev " : "", dev ? dev : "");
+}
+
+static int
+nm_route_msg(struct nm_ctx *ctx, int add, const struct nm_ip *dst, const struct nm_ip *gw,
+    const char *dev, int *gone, char *err, size_t errlen)
+{
+	struct nlmsghdr *nlh;
+	struct rtmsg *rtm;
+	char what[160], kmsg[200];
+	int ifindex = 0;
+
+	nm_route_what(what, sizeof(what), add ? "set" : "delete", dst, gw, dev);
+	if (gone)
+		*gone = 0;
+	if (add && !gw && !dev) {
+		snprintf(err, errlen, "%s: needs a gateway or a device", what);
+		return -1;
+	}
+	if (gw && gw->family != dst->family) {
+		snprintf(err, errlen, "%s: gateway and destination are not the same family", what);
+		return -1;
+	}
+	if (dev) {
+		char e2[120];
+
+		ifindex = nm_ifindex(ctx, dev, e2, sizeof(e2));
+		if (ifindex < 0) {
+			/* Deleting through a vanished device: the route went with it. */
+			if (!add && errno != EPERM) {
+				if (gone)
+					*gone = 1;
+				return 0;
+			}
+			snprintf(err, errlen, "%s: %s", what, e2);
+			return -1;
+		}
+	}
+	nlh = nm_nl_new(ctx, add ? RTM_NEWROUTE : RTM_DELROUTE,
+	    add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+	rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = (unsigned char)dst->family;
+	rtm->rtm_dst_len = dst->family == AF_INET ? 32 : 128;
+	rtm->rtm_table = RT_TABLE_MAIN;
+	if (add) {
+		rtm->rtm_protocol = NM_RTPROT;
+		rtm->rtm_scope = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+		rtm->rtm_type = RTN_UNICAST;
+	} else {
+		rtm->rtm_scope = RT_SCOPE_NOWHERE;	/* match any scope */
+	}
+	mnl_attr_put(nlh, RTA_DST, nm_ip_len(dst), &dst->a);
+	if (gw)
+		mnl_attr_put(nlh, RTA_GATEWAY, nm_ip_len(gw), &gw->a);
+	if (dev)
+		mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)ifindex);
+	if (nm_nl_talk(ctx, nlh, kmsg, sizeof(kmsg)) < 0) {
+		if (!add && (errno == ESRCH || errno == ENOENT)) {
+			if (gone)
+				*gone = 1;
+			return 0;
+		}
+		return nm_nl_fail(what, kmsg, err, errlen);
+	}
+	return 0;
+}
+
+int
+nm_route_set(struct nm_ctx *ctx, const struct nm_ip *dst, const struct nm_ip *gw,
+    const char *dev, char *err, size_t errlen)
+{
+	return nm_route_msg(ctx, 1, dst, gw, dev, NULL, err, errlen);
+}
+
+int
+nm_route_del(struct nm_ctx *ctx, const struct nm_ip *dst, const struct nm_ip *gw,
+    const char *dev, int *gone, char *err, size_t errlen)
+{
+	return nm_route_msg(ctx, 0, dst, gw, dev, gone, err, errlen);
+}
+
+/* Neighbour (proxy = 0) or proxy (proxy = 1) entry: add (mac != NULL or
+ * proxy) or delete. */
+static int
+nm_neigh_msg(struct nm_ctx *ctx, int add, int proxy, const struct nm_ip *ip,
+    const uint8_t *mac, const char *dev, char *err, size_t errlen)
+{
+	struct nlmsghdr *nlh;
+	struct ndmsg *ndm;
+	char what[160], kmsg[200], a[NM_IPSTR_MAX], m[NM_MACSTR_MAX], e2[120];
+	int ifindex;
+
+	snprintf(what, sizeof(what), "%s %s %s%s%s dev %s", add ? "set" : "delete",
+	    proxy ? "proxy" : "neighbour", nm_ip_fmt(ip, a, sizeof(a)), mac ? " lladdr " : "",
+	    mac ? nm_mac_fmt(mac, m, sizeof(m)) : "", dev ? dev : "");
+	ifindex = nm_ifindex(ctx, dev, e2, sizeof(e2));
+	if (ifindex < 0) {
+		if (!add)
+			return 0;	/* gone with its device */
+		snprintf(err, errlen, "%s: %s", what, e2);
+		return -1;
+	}
+	nlh = nm_nl_new(ctx, add ? RTM_NEWNEIGH : RTM_DELNEIGH,
+	    add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+	ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
+	ndm->ndm_family = (unsigned char)ip->family;
+	ndm->ndm_ifindex = ifindex;
+	ndm->ndm_state = NUD_PERMANENT;
+	ndm->ndm_flags = proxy ? NTF_PROXY : 0;
+	mnl_attr_put(nlh, NDA_DST, nm_ip_len(ip), &ip->a);
+	if (add && mac)
+		mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
+	if (nm_nl_talk(ctx, nlh, kmsg, sizeof(kmsg)) < 0) {
+		if (!add && (errno == ENOENT || errno == ESRCH))
+			return 0;
+		return nm_nl_fail(what, kmsg, err, errlen);
+	}
+	return 0;
+}
+
+int
+nm_neigh_set(struct nm_ctx *ctx, const struct nm_ip *ip, const uint8_t mac[6], const char *dev,
+    char *err, size_t errlen)
+{
+	return nm_neigh_msg(ctx, 1, 0, ip, mac, dev, err, errlen);
+}
+
+int
+nm_neigh_del(struct nm_ctx *ctx, const struct nm_ip *ip, const char *dev, char *err,
+    size_t errlen)
+{
+	return nm_neigh_msg(ctx, 0, 0, ip, NULL, dev, err, errlen);
+}
+
+int
+nm_proxy_set(struct nm_ctx *ctx, const struct nm_ip *ip, const char *dev, char *err,
+    size_t errlen)
+{
+	return nm_neigh_msg(ctx, 1, 1, ip, NULL, dev, err, errlen);
+}
+
+int
+nm_proxy_del(struct nm_ctx *ctx, const struct nm_ip *ip, const char *dev, char *err,
+    size_t errlen)
+{
+	return nm_neigh_msg(ctx, 0, 1, ip, NULL, dev, err, errlen);
+}
