@@ -9,7 +9,7 @@ PKGS=(
 	build-essential pkg-config
 	# libraries the daemons link
 	libevent-dev libhiredis-dev libcjson-dev libssl-dev libvirt-dev
-	libmnl-dev libinih-dev
+	libmnl-dev libinih-dev libcurl4-openssl-dev
 	# unit-test framework
 	libcmocka-dev
 	# runtime: redis, libvirt + QEMU (TCG), lab plumbing

@@ -1,0 +1,19 @@
+# controller/: fleetd (the controller) and fleetctl (the operator's CLI).
+CTL_SRCS := controller/ctl_conf.c controller/ctl_model.c controller/ctl_post.c \
+	controller/ctl_virt.c controller/ctl_journal.c controller/ctl_tel.c \
+	controller/ctl_order.c controller/ctl_mig.c controller/ctl_api.c
+CTL_LIB := $(O)/lib/libpfctl.a
+
+$(CTL_LIB): $(call objs,$(CTL_SRCS))
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+PROGS += $(BIN)/fleetd
+$(BIN)/fleetd: $(call objs,controller/fleetd.c) $(CTL_LIB) $(COMMON_LIB)
+LIBS_fleetd = $(call pc_libs,libvirt libevent_openssl libevent_pthreads openssl hiredis libcjson inih) -lpthread
+
+$(eval $(call unit_test,ctl_model,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))
+
+PROGS += $(BIN)/fleetctl
+$(BIN)/fleetctl: $(call objs,controller/fleetctl.c)
+LIBS_fleetctl = $(call pc_libs,libcurl libcjson) -lm

@@ -1,0 +1,240 @@
+/*
+ * ctl_conf.c: fleetd's configuration (see ctl_conf.h), described as a
+ * common/conf.h key table. Regions and hosts are named sections kept in
+ * growing arrays owned by the conf struct.
+ */
+#include "controller/ctl_conf.h"
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CTL_MAX_SECTIONS 100000
+
+/* Find or make the element called name in a growing array. */
+static void *
+ctl_conf_grow(void **arr, int *n, size_t size, const char *name, char *err, size_t errlen)
+{
+	char *base = *arr;
+	void *p;
+
+	for (int i = 0; i < *n; i++) {
+		if (strcmp(base + (size_t)i * size, name) == 0) {
+			snprintf(err, errlen, "'%s' is defined twice", name);
+			return NULL;
+		}
+	}
+	if (*n >= CTL_MAX_SECTIONS || strlen(name) >= CTL_NAME_MAX) {
+		snprintf(err, errlen, "too many sections or name too long");
+		return NULL;
+	}
+	p = realloc(base, (size_t)(*n + 1) * size);
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	*arr = p;
+	p = (char *)p + (size_t)(*n)++ * size;
+	memset(p, 0, size);
+	str_copy(p, name, CTL_NAME_MAX);	/* name is each struct's first field */
+	return p;
+}
+
+static void *
+ctl_conf_region(void *cfg, const char *name, char *err, size_t errlen)
+{
+	struct ctl_conf *c = cfg;
+
+	return ctl_conf_grow((void **)&c->regions, &c->nregions, sizeof(*c->regions), name,
+	    err, errlen);
+}
+
+static void *
+ctl_conf_host(void *cfg, const char *name, char *err, size_t errlen)
+{
+	struct ctl_conf *c = cfg;
+	struct ctl_conf_host *h;
+
+	h = ctl_conf_grow((void **)&c->hosts, &c->nhosts, sizeof(*c->hosts), name, err, errlen);
+	if (h) {
+		str_copy(h->bridge, "br0", sizeof(h->bridge));
+		h->memory = 4LL << 30;
+		h->vcpus = 4;
+		h->nic = 125000000;	/* 1 Gbit/s */
+	}
+	return h;
+}
+
+static int
+ctl_parse_addr(void *field, const char *value, char *err, size_t errlen)
+{
+	char host[64];
+	int port;
+
+	if (ctl_addr_split(value, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "bad address '%s' (write IP:PORT)", value);
+		return -1;
+	}
+	str_copy(field, value, 128);
+	return 0;
+}
+
+static int
+ctl_parse_level(void *field, const char *value, char *err, size_t errlen)
+{
+	enum log_level l;
+
+	if (log_level_parse(value, &l) < 0) {
+		snprintf(err, errlen, "bad log_level '%s' (debug, info, warn, error)", value);
+		return -1;
+	}
+	str_copy(field, value, 16);
+	return 0;
+}
+
+#define F(m) offsetof(struct ctl_conf, m)
+#define H(m) offsetof(struct ctl_conf_host, m)
+#define R(m) offsetof(struct ctl_conf_region, m)
+
+static const struct conf_section ctl_sections[] = {
+	{ "fleetd", 0, NULL },
+	{ "migration", 0, NULL },
+	{ "region", 1, ctl_conf_region },
+	{ "host", 1, ctl_conf_host },
+	{ NULL, 0, NULL },
+};
+
+static const struct conf_key ctl_keys[] = {
+	{ "fleetd", "api_listen", CONF_FUNC, F(api_listen), 0, 0, ctl_parse_addr },
+	{ "fleetd", "api_token", CONF_STR, F(api_token), 0, 128, NULL },
+	{ "fleetd", "tls_cert", CONF_STR, F(tls_cert), 0, 256, NULL },
+	{ "fleetd", "tls_key", CONF_STR, F(tls_key), 0, 256, NULL },
+	{ "fleetd", "redis", CONF_FUNC, F(redis), 0, 0, ctl_parse_addr },
+	{ "fleetd", "redis_password", CONF_STR, F(redis_password), 0, 128, NULL },
+	{ "fleetd", "tick", CONF_MS, F(tick_ms), 100, 60000, NULL },
+	{ "fleetd", "stale_after", CONF_MS, F(stale_ms), 1000, 3600000, NULL },
+	{ "fleetd", "log_level", CONF_FUNC, F(log_level), 0, 0, ctl_parse_level },
+	{ "migration", "max_concurrent", CONF_INT, F(mig_max_concurrent), 1, 64, NULL },
+	{ "migration", "max_per_host", CONF_INT, F(mig_max_per_host), 1, 16, NULL },
+	{ "migration", "bandwidth", CONF_INT, F(mig_bandwidth), 0, 100000, NULL },
+	{ "migration", "max_downtime", CONF_MS, F(mig_max_downtime_ms), 10, 60000, NULL },
+	{ "migration", "timeout", CONF_MS, F(mig_timeout_ms), 1000, 3600000, NULL },
+	{ "migration", "cooldown", CONF_MS, F(mig_cooldown_ms), 0, 86400000, NULL },
+	{ "migration", "auto_converge", CONF_BOOL, F(mig_auto_converge), 0, 0, NULL },
+	{ "migration", "compressed", CONF_BOOL, F(mig_compressed), 0, 0, NULL },
+	{ "migration", "postcopy", CONF_BOOL, F(mig_postcopy), 0, 0, NULL },
+	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
+	{ "host", "region", CONF_STR, H(region), 0, CTL_NAME_MAX, NULL },
+	{ "host", "uri", CONF_STR, H(uri), 0, 256, NULL },
+	{ "host", "address", CONF_STR, H(address), 0, 64, NULL },
+	{ "host", "bridge", CONF_STR, H(bridge), 0, 32, NULL },
+	{ "host", "memory", CONF_BYTES, H(memory), 1 << 20, 1LL << 50, NULL },
+	{ "host", "vcpus", CONF_INT, H(vcpus), 1, 4096, NULL },
+	{ "host", "nic", CONF_BYTES, H(nic), 1, 1LL << 50, NULL },
+	{ NULL, NULL, 0, 0, 0, 0, NULL },
+};
+
+int
+ctl_addr_split(const char *s, char *host, size_t hostlen, int *port)
+{
+	const char *colon;
+	char *end;
+	long p;
+	size_t hl;
+
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -1;
+		hl = (size_t)(rb - s - 1);
+		s++;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -1;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= hostlen)
+		return -1;
+	p = strtol(colon + 1, &end, 10);
+	if (*end || p <= 0 || p > 65535)
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+static int
+ctl_conf_validate(struct ctl_conf *c, const char *path, char *err, size_t errlen)
+{
+	if (!c->api_token[0]) {
+		snprintf(err, errlen, "%s: [fleetd] api_token is required", path);
+		return -1;
+	}
+	if (!c->tls_cert[0] != !c->tls_key[0]) {
+		snprintf(err, errlen, "%s: [fleetd] tls_cert and tls_key go together", path);
+		return -1;
+	}
+	for (int i = 0; i < c->nhosts; i++) {
+		struct ctl_conf_host *h = &c->hosts[i];
+		int found = 0;
+
+		for (int r = 0; r < c->nregions; r++)
+			found |= strcmp(c->regions[r].name, h->region) == 0;
+		if (!found) {
+			snprintf(err, errlen, "%s: [host %s] region '%s' is not defined", path,
+			    h->name, h->region);
+			return -1;
+		}
+		if (!h->uri[0] || !h->address[0]) {
+			snprintf(err, errlen, "%s: [host %s] needs uri and address", path, h->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct ctl_conf *
+ctl_conf_load(const char *path, char *err, size_t errlen)
+{
+	struct ctl_conf *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	str_copy(c->api_listen, "127.0.0.1:8480", sizeof(c->api_listen));
+	str_copy(c->redis, "127.0.0.1:6379", sizeof(c->redis));
+	str_copy(c->log_level, "info", sizeof(c->log_level));
+	c->tick_ms = 1000;
+	c->stale_ms = 5000;
+	c->mig_max_concurrent = 2;
+	c->mig_max_per_host = 1;
+	c->mig_max_downtime_ms = 300;
+	c->mig_timeout_ms = 120000;
+	c->mig_cooldown_ms = 60000;
+	c->mig_auto_converge = 1;
+	c->mig_compressed = 1;
+	if (conf_load(path, ctl_sections, ctl_keys, c, err, errlen) < 0 ||
+	    ctl_conf_validate(c, path, err, errlen) < 0) {
+		ctl_conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+ctl_conf_free(struct ctl_conf *c)
+{
+	if (!c)
+		return;
+	free(c->regions);
+	free(c->hosts);
+	free(c);
+}

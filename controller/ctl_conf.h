@@ -1,0 +1,72 @@
+/*
+ * ctl_conf.h: fleetd's configuration file.
+ *
+ *   [fleetd]            api_listen, api_token, tls_cert, tls_key, redis,
+ *                       redis_password, tick, log_level, stale_after
+ *   [migration]         max_concurrent, max_per_host, bandwidth, max_downtime,
+ *                       timeout, auto_converge, compressed, postcopy, cooldown
+ *   [region NAME]       edge (the netmigrated instance that routes the region)
+ *   [host NAME]         region, uri, address, bridge, memory, vcpus, nic
+ *
+ * ctl_conf_load() fills a fresh struct with defaults, reads the file and
+ * validates cross-references (a host's region exists, ...). Errors come back
+ * as one "file:line: message" string; fleetd prints it and exits 2.
+ */
+#ifndef CTL_CONF_H
+#define CTL_CONF_H
+
+#include <stddef.h>
+
+#define CTL_NAME_MAX 64
+
+struct ctl_conf_region {
+	char name[CTL_NAME_MAX];
+	char edge[CTL_NAME_MAX];	/* agent name that owns the region's routes */
+};
+
+struct ctl_conf_host {
+	char name[CTL_NAME_MAX];
+	char region[CTL_NAME_MAX];
+	char uri[256];		/* libvirt URI, e.g. qemu+tcp://10.77.1.11/system */
+	char address[64];	/* migration data address (tcp://ADDRESS) */
+	char bridge[32];	/* VM bridge on the host */
+	long long memory;	/* bytes available to VMs */
+	long long vcpus;
+	long long nic;		/* bytes/s the host's uplink carries */
+};
+
+struct ctl_conf {
+	/* [fleetd] */
+	char api_listen[128];	/* HOST:PORT */
+	char api_token[128];
+	char tls_cert[256], tls_key[256];	/* both set: the API speaks HTTPS */
+	char redis[128];	/* IP:PORT */
+	char redis_password[128];
+	long long tick_ms;
+	long long stale_ms;	/* telemetry older than this is stale */
+	char log_level[16];
+	/* [migration] */
+	long long mig_max_concurrent;
+	long long mig_max_per_host;
+	long long mig_bandwidth;	/* MiB/s, 0 = unlimited */
+	long long mig_max_downtime_ms;
+	long long mig_timeout_ms;
+	long long mig_cooldown_ms;
+	int mig_auto_converge;
+	int mig_compressed;
+	int mig_postcopy;
+	/* sections */
+	struct ctl_conf_region *regions;
+	int nregions;
+	struct ctl_conf_host *hosts;
+	int nhosts;
+};
+
+/* Load path into a new conf. NULL with the message in err on failure. */
+struct ctl_conf *ctl_conf_load(const char *path, char *err, size_t errlen);
+void ctl_conf_free(struct ctl_conf *c);
+
+/* Split "IP:PORT" (or "[IPv6]:PORT"); 0 or -1. */
+int ctl_addr_split(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

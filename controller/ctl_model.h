@@ -1,0 +1,127 @@
+/*
+ * ctl_model.h: fleetd's picture of the fleet: hosts (from the config, plus
+ * what their agents and libvirt say), VMs (from libvirt's domain lists and
+ * their <metadata>), and the traffic rates derived from proxy telemetry.
+ *
+ * The model is touched only on fleetd's event-loop thread. Host entries are
+ * an array parallel to conf->hosts; VM entries are heap objects (stable
+ * pointers) indexed by a name-sorted pointer array.
+ */
+#ifndef CTL_MODEL_H
+#define CTL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "controller/ctl_conf.h"
+
+#define CTL_MAX_IPS 8
+#define CTL_IP_MAX 48
+
+/* Exponentially weighted rate of a cumulative counter. */
+struct ctl_rate {
+	double per_s;
+	uint64_t last_raw;
+	int64_t last_ms;
+	int primed;
+};
+
+/* A counter read at now_ms: update the rate (alpha in (0, 1], weight of the
+ * newest sample). A counter that went backwards (writer restarted) re-primes. */
+void ctl_rate_update(struct ctl_rate *r, uint64_t raw, int64_t now_ms, double alpha);
+
+enum ctl_vm_state { VM_UNKNOWN, VM_RUNNING, VM_PAUSED, VM_SHUTOFF, VM_GONE };
+enum ctl_role { ROLE_PRIMARY, ROLE_STANDBY };
+
+const char *ctl_vm_state_name(enum ctl_vm_state s);
+
+/* What a domain's proxyfleet <metadata> says. */
+struct ctl_vm_meta {
+	char id[CTL_NAME_MAX];
+	enum ctl_role role;
+	char peer[CTL_NAME_MAX];	/* standby of a primary, or primary of a standby */
+	char ips[CTL_MAX_IPS][CTL_IP_MAX];	/* "10.77.1.100/24" */
+	int nips;
+};
+
+/* Parse the metadata element text; 0, or -1 when it has no id. */
+int ctl_vm_meta_parse(const char *xml, struct ctl_vm_meta *out);
+
+struct ctl_vm {
+	char name[CTL_NAME_MAX];
+	int host;		/* index into model->hosts, -1 when nowhere */
+	enum ctl_vm_state state;
+	struct ctl_vm_meta meta;
+	char mac[18];
+	uint64_t mem_bytes;
+	int vcpus;
+	int64_t seen_ms;	/* last time a domain list showed it */
+
+	/* telemetry */
+	int64_t tel_ms;		/* writer's timestamp of the last sample */
+	int64_t tel_boot_ms;
+	int stale;
+	uint64_t conns_active;
+	struct ctl_rate up, down, reqs, conns;
+
+	/* policy state */
+	int64_t cooldown_until_ms;
+	unsigned migration;	/* id of the migration moving it, 0 = none */
+};
+
+struct ctl_host {
+	const struct ctl_conf_host *conf;
+	int region;		/* index into conf->regions */
+	int connected;		/* libvirt connection up */
+	char virt_error[160];	/* why not, when not */
+	int lease_ok;		/* agent lease present at the last poll */
+	int64_t lease_seen_ms;
+	int draining, maintenance;
+	/* agent metrics */
+	int64_t metrics_ms;
+	double cpu_pct;
+	uint64_t mem_total, mem_free;
+	double uplink_rx_bps, uplink_tx_bps;
+	/* derived, recomputed by ctl_model_tally() */
+	int nvms;
+	uint64_t mem_used;
+	int vcpus_used;
+	double bps;		/* sum of its VMs' traffic */
+	int migrations;		/* in flight, as source or destination */
+};
+
+struct ctl_model {
+	const struct ctl_conf *conf;
+	struct ctl_host *hosts;
+	int nhosts;
+	struct ctl_vm **vms;	/* sorted by name */
+	int nvms, cap;
+};
+
+int ctl_model_init(struct ctl_model *m, const struct ctl_conf *conf);
+void ctl_model_free(struct ctl_model *m);
+
+int ctl_host_find(const struct ctl_model *m, const char *name);
+struct ctl_vm *ctl_vm_find(const struct ctl_model *m, const char *name);
+/* Find or add; NULL on allocation failure. */
+struct ctl_vm *ctl_vm_get(struct ctl_model *m, const char *name);
+void ctl_vm_remove(struct ctl_model *m, struct ctl_vm *vm);
+
+/* Recompute per-host sums (VM count, memory, vCPUs, traffic). */
+void ctl_model_tally(struct ctl_model *m);
+/* Flag VMs whose telemetry is older than stale_ms; returns how many changed. */
+int ctl_model_mark_stale(struct ctl_model *m, int64_t now_ms, int64_t stale_ms);
+
+struct ctl_limits {
+	int max_concurrent, max_per_host;
+	int in_flight;
+};
+
+/*
+ * May vm move to host dest now? 0, or -1 with the reason in why
+ * ("destination eu-2 is draining"). Pure: reads the model only.
+ */
+int ctl_precheck(const struct ctl_model *m, const struct ctl_vm *vm, int dest,
+    const struct ctl_limits *lim, char *why, size_t whylen);
+
+#endif

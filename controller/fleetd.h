@@ -1,0 +1,124 @@
+/*
+ * fleetd.h: the controller's one environment struct and the functions its
+ * modules offer each other. Everything here lives on the event-loop
+ * thread unless a comment says otherwise.
+ *
+ *   ctl_conf    configuration          ctl_model   hosts, VMs, rates, pre-checks
+ *   ctl_virt    libvirt threads        ctl_post    thread -> loop hand-off
+ *   ctl_tel     telemetry from Redis   ctl_order   handover orders and acks
+ *   ctl_mig     migration executor     ctl_journal events (Redis + memory)
+ *   ctl_api     HTTP(S) JSON API and /metrics
+ */
+#ifndef FLEETD_H
+#define FLEETD_H
+
+#include <stdint.h>
+
+#include "controller/ctl_conf.h"
+#include "controller/ctl_model.h"
+
+struct event_base;
+struct event;
+struct rlink;
+struct ctl_post;
+struct ctl_virt;
+struct ctl_api;
+struct ctl_mig;
+struct cJSON;
+
+#define CTL_JOURNAL_KEEP 2000	/* events kept in memory for the API */
+#define CTL_MIG_KEEP 200	/* finished migrations kept for the API */
+
+struct ctl_event {
+	uint64_t seq;
+	int64_t ts_ms;
+	char type[24];		/* "migration", "host", "drain", ... */
+	char text[480];		/* key=value pairs */
+};
+
+/* Counters for /metrics. */
+struct ctl_stats {
+	uint64_t mig_ok, mig_failed, mig_cancelled, mig_refused;
+	uint64_t downtime_le[8];	/* downtime histogram buckets, see ctl_api.c */
+	uint64_t downtime_count;
+	double downtime_sum_s;
+	uint64_t orders_sent, acks_ok, acks_err;
+};
+
+struct fleetd {
+	struct event_base *base;
+	struct ctl_conf *conf;
+	const char *conf_path;
+	struct ctl_model model;
+	struct rlink *redis;	/* telemetry, orders, events */
+	struct rlink *acks;	/* XREAD BLOCK on pf:acks */
+	struct ctl_post *post;
+	struct ctl_virt *virt;
+	struct ctl_api *api;
+	struct event *tick;
+	struct sig_watch *sig;
+	int64_t boot_ms;
+	int stopping;
+
+	/* journal */
+	struct ctl_event *events;	/* ring of CTL_JOURNAL_KEEP */
+	uint64_t event_seq;
+
+	/* migrations: in flight first, then the finished ones */
+	struct ctl_mig *migs;
+	unsigned mig_seq;
+	int mig_in_flight;
+
+	/* orders */
+	uint64_t order_seq;
+	char acks_cursor[64];
+	struct ctl_order_wait *waits;
+
+	struct ctl_stats stats;
+};
+
+/* ctl_journal.c: record an event (log line, memory ring, pf:events). */
+void ctl_journal(struct fleetd *env, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Events with seq > since, oldest first, as a JSON array. */
+struct cJSON *ctl_journal_json(struct fleetd *env, uint64_t since, int limit);
+
+/* ctl_tel.c: poll telemetry, leases and metrics (called every tick). */
+void ctl_tel_poll(struct fleetd *env);
+
+/* ctl_order.c: handover orders to host agents, and their acks. */
+typedef void ctl_order_done_fn(struct fleetd *env, void *arg, int ok, const char *error,
+    int64_t took_us);
+/*
+ * Send op (prepare, announce, withdraw) for vm's service IPs to the agent
+ * called agent; done (may be NULL) runs once with the ack, or with ok = 0
+ * and "no ack in N ms" after timeout_ms. Returns -1 when Redis is down.
+ */
+int ctl_order_send(struct fleetd *env, const char *agent, const char *op,
+    const struct ctl_vm *vm, const char *dev, const char *via, int timeout_ms,
+    ctl_order_done_fn *done, void *arg);
+void ctl_order_start(struct fleetd *env);
+void ctl_order_stop(struct fleetd *env);
+
+/* ctl_mig.c: the migration executor. */
+/* Start moving vm to dest. 0 with *id set, or -1 with the reason
+ * (pre-check refusals carry the pre-check's sentence). */
+int ctl_mig_start(struct fleetd *env, const char *vm, const char *dest, const char *reason,
+    unsigned *id, char *why, size_t whylen);
+int ctl_mig_cancel(struct fleetd *env, unsigned id, char *why, size_t whylen);
+struct cJSON *ctl_mig_json(struct fleetd *env, unsigned id);	/* id 0: all */
+/* A domain lifecycle event from a host (the cutover trigger). */
+void ctl_mig_dom_event(struct fleetd *env, int host, const char *name, int event, int detail);
+/* Drain: move every VM off host (planned one at a time by the tick). */
+int ctl_drain(struct fleetd *env, const char *host, int on, char *why, size_t whylen);
+void ctl_mig_tick(struct fleetd *env);
+/* Shutdown: cancel and join the threads (their results stay posted)... */
+void ctl_mig_shutdown(struct fleetd *env);
+/* ... and, once the post queue is drained, free the records. */
+void ctl_mig_free_all(struct fleetd *env);
+
+/* ctl_api.c */
+struct ctl_api *ctl_api_start(struct fleetd *env, char *err, size_t errlen);
+void ctl_api_free(struct ctl_api *api);
+
+#endif
