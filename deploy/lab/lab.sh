@@ -18,7 +18,7 @@
 # name. The state file is appended to as the lab comes up, so `down` also
 # cleans a half-made lab after a crash.
 #
-# usage: lab.sh up|down|status|env
+# usage: lab.sh up|down|status|env|cpu [SECONDS]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -103,17 +103,25 @@ spawn() {
 	echo "$pid"
 }
 
-# kill_pid PID: TERM, then KILL after 5 s.
-kill_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
+# pid_gone PID: true when PID has exited (a zombie awaiting its reaper counts).
+pid_gone() {
+	local st
+	st=$(awk '{sub(/^.*\) /, ""); print $1}' "/proc/$1/stat" 2>/dev/null) || return 0
+	[ -z "$st" ] || [ "$st" = Z ]
+}
+
+# kill_pids PID...: TERM to all, then KILL to those still there after 5 s.
+kill_pids() {
+	local pid i left
+	[ $# -gt 0 ] || return 0
+	kill -TERM "$@" 2>/dev/null || true
 	for ((i = 0; i < 50; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		# A zombie child of ours counts as gone.
-		[ "$(awk '{sub(/^.*\) /, ""); print $1}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+		left=0
+		for pid in "$@"; do pid_gone "$pid" || left=1; done
+		[ $left -eq 0 ] && return 0
 		sleep 0.1
 	done
-	kill -KILL "$pid" 2>/dev/null || true
+	for pid in "$@"; do pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 # wait_for SECONDS CMD...: poll CMD every 100 ms; 1 on timeout.
@@ -416,17 +424,23 @@ cmd_down() {
 		for h in "${HOSTS[@]}"; do
 			if state_pid "libvirtd-$h" >/dev/null; then host_vms_destroy "$h"; fi
 		done
-		# Recorded daemons, newest first.
+		# The recorded daemons.
+		local pids=()
 		while read -r kind name pid start; do
 			[ "$kind" = pid ] || continue
-			if pid_is "$pid" "$start"; then kill_pid "$pid"; fi
-		done < <(tac "$STATE")
+			if pid_is "$pid" "$start"; then pids+=("$pid"); fi
+		done <"$STATE"
+		kill_pids "${pids[@]}"
 	fi
 	# Whatever still lives in the lab's namespaces (QEMU spawned by a libvirtd).
+	local left=()
 	for ns in $(lab_netns_present); do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			kill_pid "$pid"
+			pid_gone "$pid" || left+=("$pid")
 		done
+	done
+	kill_pids "${left[@]}"
+	for ns in $(lab_netns_present); do
 		ip netns del "$ns" 2>/dev/null || true
 	done
 	ip link del "$MGMT_IF" 2>/dev/null || true
@@ -455,14 +469,46 @@ cmd_status() {
 	echo "redis $MGMT_ROOT_IP:$REDIS_PORT answers: $v; client netns $CLIENT_NS (10.77.0.2); edge $EDGE_NS; env $LAB_ENV"
 }
 
+# lab_ticks: CPU ticks (utime + stime) used so far by every process of the
+# lab: those in the hosts' namespaces (holders, virtlogd, libvirtd, QEMU)
+# and Redis.
+lab_ticks() {
+	local h pids p sum=0 t
+	pids=$(state_pid redis || true)
+	for h in "${HOSTS[@]}"; do
+		pids+=" $(ip netns pids "$(host_netns "$h")" 2>/dev/null | paste -sd' ' -)"
+	done
+	for p in $pids; do
+		t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null) || continue
+		sum=$((sum + ${t:-0}))
+	done
+	echo "$sum"
+}
+
+# cmd_cpu [SECONDS]: the lab's CPU use over SECONDS (10), in % of one core.
+cmd_cpu() {
+	local secs=${1:-10} t0 t1 hz vms=0 h
+	[ -f "$STATE" ] || die "lab is down"
+	hz=$(getconf CLK_TCK)
+	for h in "${HOSTS[@]}"; do
+		vms=$((vms + $(timeout 10 virsh -q -c "$(host_uri "$h")" list --name 2>/dev/null | sed '/^$/d' | wc -l)))
+	done
+	t0=$(lab_ticks)
+	sleep "$secs"
+	t1=$(lab_ticks)
+	awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$secs" -v n="$vms" \
+		'BEGIN { printf "lab CPU over %d s with %d VMs: %.1f%% of one core\n", s, n, 100 * d / hz / s }'
+}
+
 main() {
 	case "${1:-}" in
 	up) cmd_up ;;
 	down) cmd_down ;;
 	status) cmd_status ;;
 	env) lab_env_write; cat "$LAB_ENV" ;;
+	cpu) cmd_cpu "${2:-10}" ;;
 	_host-mounts) host_mounts "$2" ;;
-	*) die "usage: lab.sh up|down|status|env" ;;
+	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]" ;;
 	esac
 }
 

