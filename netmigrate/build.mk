@@ -7,10 +7,14 @@ $(NM_LIB): $(call objs,$(NM_LIB_SRCS))
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
-PROGS += $(BIN)/netmigrate
+PROGS += $(BIN)/netmigrate $(BIN)/netmigrated
 
 $(BIN)/netmigrate: $(call objs,netmigrate/netmigrate.c) $(NM_LIB) $(COMMON_LIB)
 LIBS_netmigrate = $(call pc_libs,libmnl)
+
+NMD_SRCS := netmigrate/nmd.c netmigrate/nmd_orders.c netmigrate/nmd_metrics.c
+$(BIN)/netmigrated: $(call objs,$(NMD_SRCS)) $(NM_LIB) $(COMMON_LIB)
+LIBS_netmigrated = $(call pc_libs,libmnl $(COMMON_PKGS))
 
 
 $(eval $(call unit_test,nm_pkt,$(NM_LIB),libmnl))

@@ -141,6 +141,13 @@ int nm_route_set(struct nm_ctx *ctx, const struct nm_ip *dst, const struct nm_ip
  * 0 when deleted or already absent (*gone = 1 in that case when not NULL). */
 int nm_route_del(struct nm_ctx *ctx, const struct nm_ip *dst, const struct nm_ip *gw,
     const char *dev, int *gone, char *err, size_t errlen);
+/*
+ * Delete every host route carrying protocol NM_RTPROT (all that netmigrate
+ * installed, in this or an earlier run): the fencing hammer. The deleted
+ * destinations go to dst (at most max of them). Returns how many, or -1.
+ */
+int nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err,
+    size_t errlen);
 /* A permanent neighbour entry ip -> mac on dev. */
 int nm_neigh_set(struct nm_ctx *ctx, const struct nm_ip *ip, const uint8_t mac[6],
     const char *dev, char *err, size_t errlen);

@@ -268,3 +268,88 @@ nm_proxy_del(struct nm_ctx *ctx, const struct nm_ip *ip, const char *dev, char *
 {
 	return nm_neigh_msg(ctx, 0, 1, ip, NULL, dev, err, errlen);
 }
+
+/* ------------------------------------------------------------------ */
+/* Flush: every route netmigrate installed, found by its protocol number */
+
+struct nm_flush {
+	struct nm_ip *dst;
+	int n, max;
+};
+
+static int
+nm_flush_attr(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+
+	if (mnl_attr_type_valid(attr, RTA_MAX) > 0)
+		tb[mnl_attr_get_type(attr)] = attr;
+	return MNL_CB_OK;
+}
+
+static int
+nm_flush_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *tb[RTA_MAX + 1] = { 0 };
+	struct nm_flush *f = data;
+	struct nm_ip *ip;
+	size_t len;
+
+	if (rtm->rtm_protocol != NM_RTPROT || rtm->rtm_table != RT_TABLE_MAIN ||
+	    (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) ||
+	    rtm->rtm_dst_len != (rtm->rtm_family == AF_INET ? 32 : 128) || f->n == f->max)
+		return MNL_CB_OK;
+	mnl_attr_parse(nlh, sizeof(*rtm), nm_flush_attr, tb);
+	len = rtm->rtm_family == AF_INET ? 4 : 16;
+	if (!tb[RTA_DST] || mnl_attr_get_payload_len(tb[RTA_DST]) != len)
+		return MNL_CB_OK;
+	ip = &f->dst[f->n++];
+	memset(ip, 0, sizeof(*ip));
+	ip->family = rtm->rtm_family;
+	memcpy(&ip->a, mnl_attr_get_payload(tb[RTA_DST]), len);
+	return MNL_CB_OK;
+}
+
+int
+nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t errlen)
+{
+	struct nm_flush f = { dst, 0, max };
+	struct nlmsghdr *nlh;
+	struct rtmsg *rtm;
+	char kmsg[200], what[160];
+	ssize_t n;
+	int r, i;
+
+	nlh = mnl_nlmsg_put_header(ctx->buf);
+	nlh->nlmsg_type = RTM_GETROUTE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = ++ctx->seq;
+	rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = AF_UNSPEC;
+	if (mnl_socket_sendto(ctx->nl, nlh, nlh->nlmsg_len) < 0)
+		return nm_nl_fail("dump routes", NULL, err, errlen);
+	do {
+		n = mnl_socket_recvfrom(ctx->nl, ctx->buf, sizeof(ctx->buf));
+		if (n < 0)
+			return nm_nl_fail("dump routes", NULL, err, errlen);
+		r = mnl_cb_run(ctx->buf, (size_t)n, ctx->seq, ctx->portid, nm_flush_cb, &f);
+	} while (r > MNL_CB_STOP);
+	if (r < 0)
+		return nm_nl_fail("dump routes", NULL, err, errlen);
+	for (i = 0; i < f.n; i++) {
+		nlh = nm_nl_new(ctx, RTM_DELROUTE, 0);
+		rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+		rtm->rtm_family = (unsigned char)dst[i].family;
+		rtm->rtm_dst_len = dst[i].family == AF_INET ? 32 : 128;
+		rtm->rtm_table = RT_TABLE_MAIN;
+		rtm->rtm_protocol = NM_RTPROT;	/* only ours */
+		rtm->rtm_scope = RT_SCOPE_NOWHERE;
+		mnl_attr_put(nlh, RTA_DST, nm_ip_len(&dst[i]), &dst[i].a);
+		if (nm_nl_talk(ctx, nlh, kmsg, sizeof(kmsg)) < 0 && errno != ESRCH) {
+			nm_route_what(what, sizeof(what), "flush", &dst[i], NULL, NULL);
+			return nm_nl_fail(what, kmsg, err, errlen);
+		}
+	}
+	return f.n;
+}

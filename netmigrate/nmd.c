@@ -1,0 +1,475 @@
+/*
+ * nmd.c: netmigrated's start-up, configuration and host lease.
+ *
+ * DESIGN
+ * The lease is the host's right to carry IPs. pf:host:<host>:lease holds our
+ * token with a TTL; every lease/3 we run one script that sets it again only
+ * when it is absent or still ours, so an agent never steals a live lease
+ * (after a restart it waits for its predecessor's lease to run out).
+ *
+ * Each successful renewal moves a deadline to "time the renewal was sent +
+ * lease": counted from the send, not the reply, so our idea of the lease
+ * always ends before Redis' does. If the deadline passes (Redis unreachable,
+ * stalled, or someone else holds the key) the agent fences itself: it stops
+ * every announcement burst and deletes every host route it installed
+ * (all routes with protocol NM_RTPROT, so routes from an earlier run of the
+ * agent go too), and executes no order until it holds the lease again. By
+ * then the controller may have moved the IPs elsewhere; the agent does not
+ * restore anything on its own, fleetd re-issues what it wants.
+ *
+ * A graceful stop (SIGTERM) leaves routes and the lease alone: restarting
+ * the agent must not disturb traffic.
+ */
+#include "netmigrate/nmd.h"
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/rlink.h"
+#include "common/sig.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Set if absent or ours; 1 = held, 0 = someone else holds it. */
+static const char nmd_lease_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == false or v == ARGV[1] then "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
+    "return 0";
+
+/* ------------------------------------------------------------------ */
+/* Configuration */
+
+static int
+nmd_parse_addr(void *field, const char *value, char *err, size_t errlen)
+{
+	const char *colon = strrchr(value, ':');
+	char *end;
+	long port;
+
+	if (!colon || colon == value || (size_t)(colon - value) >= 64) {
+		snprintf(err, errlen, "bad address '%s' (write IP:PORT)", value);
+		return -1;
+	}
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port <= 0 || port > 65535) {
+		snprintf(err, errlen, "bad port in '%s'", value);
+		return -1;
+	}
+	str_copy(field, value, 128);
+	return 0;
+}
+
+static int
+nmd_parse_choice(void *field, const char *value, const char *const *choices, const char *what,
+    char *err, size_t errlen)
+{
+	for (int i = 0; choices[i]; i++) {
+		if (strcmp(value, choices[i]) == 0) {
+			str_copy(field, value, 8);
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "bad %s '%s'", what, value);
+	return -1;
+}
+
+static int
+nmd_parse_role(void *field, const char *value, char *err, size_t errlen)
+{
+	static const char *const c[] = { "host", "edge", NULL };
+
+	return nmd_parse_choice(field, value, c, "role (host, edge)", err, errlen);
+}
+
+static int
+nmd_parse_form(void *field, const char *value, char *err, size_t errlen)
+{
+	static const char *const c[] = { "request", "reply", "both", NULL };
+
+	return nmd_parse_choice(field, value, c, "arp_form (request, reply, both)", err, errlen);
+}
+
+static int
+nmd_parse_level(void *field, const char *value, char *err, size_t errlen)
+{
+	static const char *const c[] = { "debug", "info", "warn", "error", NULL };
+
+	return nmd_parse_choice(field, value, c, "log_level (debug, info, warn, error)", err,
+	    errlen);
+}
+
+#define F(m) offsetof(struct nmd_conf, m)
+
+static const struct conf_section nmd_sections[] = {
+	{ "netmigrated", 0, NULL },
+	{ "announce", 0, NULL },
+	{ NULL, 0, NULL },
+};
+
+static const struct conf_key nmd_keys[] = {
+	{ "netmigrated", "host", CONF_STR, F(host), 0, 64, NULL },
+	{ "netmigrated", "role", CONF_FUNC, F(role), 0, 0, nmd_parse_role },
+	{ "netmigrated", "redis", CONF_FUNC, F(redis), 0, 0, nmd_parse_addr },
+	{ "netmigrated", "redis_password", CONF_STR, F(redis_password), 0, 128, NULL },
+	{ "netmigrated", "lease", CONF_MS, F(lease_ms), 300, 600000, NULL },
+	{ "netmigrated", "metrics_interval", CONF_MS, F(metrics_ms), 100, 60000, NULL },
+	{ "netmigrated", "order_block", CONF_MS, F(block_ms), 10, 4000, NULL },
+	{ "netmigrated", "order_max_age", CONF_MS, F(max_age_ms), 0, 86400000, NULL },
+	{ "netmigrated", "vm_bridge", CONF_STR, F(vm_bridge), 0, IFNAMSIZ, NULL },
+	{ "netmigrated", "uplink", CONF_STR, F(uplink), 0, IFNAMSIZ, NULL },
+	{ "netmigrated", "dev", CONF_STR, F(dev), 0, IFNAMSIZ, NULL },
+	{ "netmigrated", "fence", CONF_BOOL, F(fence), 0, 0, NULL },
+	{ "netmigrated", "log_level", CONF_FUNC, F(log_level), 0, 0, nmd_parse_level },
+	{ "announce", "initial", CONF_MS, F(ann_initial_ms), 1, 100000, NULL },
+	{ "announce", "step", CONF_MS, F(ann_step_ms), 0, 100000, NULL },
+	{ "announce", "max", CONF_MS, F(ann_max_ms), 1, 100000, NULL },
+	{ "announce", "rounds", CONF_INT, F(ann_rounds), 1, 100, NULL },
+	{ "announce", "arp_form", CONF_FUNC, F(arp_form), 0, 0, nmd_parse_form },
+	{ NULL, NULL, 0, 0, 0, 0, NULL },
+};
+
+static void
+nmd_conf_defaults(struct nmd_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	str_copy(c->role, "host", sizeof(c->role));
+	str_copy(c->redis, "127.0.0.1:6379", sizeof(c->redis));
+	c->lease_ms = 3000;
+	c->metrics_ms = 1000;
+	c->block_ms = 1000;
+	c->max_age_ms = 60000;
+	str_copy(c->vm_bridge, "br0", sizeof(c->vm_bridge));
+	c->ann_initial_ms = 50;
+	c->ann_step_ms = 100;
+	c->ann_max_ms = 550;
+	c->ann_rounds = 5;
+	str_copy(c->arp_form, "both", sizeof(c->arp_form));
+	c->fence = 1;
+	str_copy(c->log_level, "info", sizeof(c->log_level));
+}
+
+static struct nm_sched
+nmd_conf_sched(const struct nmd_conf *c)
+{
+	struct nm_sched s = { (int)c->ann_initial_ms, (int)c->ann_step_ms, (int)c->ann_max_ms,
+		(int)c->ann_rounds };
+
+	return s;
+}
+
+/* Load and validate path into c. 0, or -1 with "path:...: message". */
+static int
+nmd_conf_load(const char *path, struct nmd_conf *c, char *err, size_t errlen)
+{
+	struct nm_sched s;
+	char e2[200];
+
+	nmd_conf_defaults(c);
+	if (conf_load(path, nmd_sections, nmd_keys, c, err, errlen) < 0)
+		return -1;
+	if (!c->host[0]) {
+		snprintf(err, errlen, "%s: [netmigrated] host is required", path);
+		return -1;
+	}
+	if (strcmp(c->role, "host") == 0 && !c->vm_bridge[0]) {
+		snprintf(err, errlen, "%s: [netmigrated] vm_bridge is required for role host", path);
+		return -1;
+	}
+	s = nmd_conf_sched(c);
+	if (nm_sched_check(&s, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "%s: [announce] %s", path, e2);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+nmd_conf_apply(struct nmd *env)
+{
+	enum log_level l = LOG_LVL_INFO;
+
+	env->role = strcmp(env->conf.role, "edge") == 0 ? NMD_ROLE_EDGE : NMD_ROLE_HOST;
+	env->sched = nmd_conf_sched(&env->conf);
+	env->form = strcmp(env->conf.arp_form, "request") == 0 ? NM_ARP_REQUEST :
+	    strcmp(env->conf.arp_form, "reply") == 0 ? NM_ARP_REPLY : NM_ARP_BOTH;
+	(void)log_level_parse(env->conf.log_level, &l);
+	log_set_level(l);
+}
+
+/* SIGHUP: parse, validate, swap; identity and links need a restart. */
+static void
+nmd_reload(void *arg)
+{
+	struct nmd *env = arg;
+	struct nmd_conf c;
+	char err[512];
+
+	if (nmd_conf_load(env->conf_path, &c, err, sizeof(err)) < 0) {
+		log_warnx("reload failed, keeping the old configuration: %s", err);
+		return;
+	}
+	if (strcmp(c.host, env->conf.host) || strcmp(c.role, env->conf.role) ||
+	    strcmp(c.redis, env->conf.redis) || c.lease_ms != env->conf.lease_ms) {
+		log_warnx("reload: host, role, redis and lease change only on restart; "
+		    "keeping the old configuration");
+		return;
+	}
+	env->conf = c;
+	nmd_conf_apply(env);
+	log_info("reload config=%s", env->conf_path);
+}
+
+/* ------------------------------------------------------------------ */
+/* Lease and fencing */
+
+static void
+nmd_fence(struct nmd *env, const char *why)
+{
+	static struct nm_ip gone[4096];
+	char err[300];
+	int64_t t0 = clock_mono_us();
+	int n = 0;
+
+	env->held = 0;
+	if (env->fenced)
+		return;
+	env->fenced = 1;
+	env->fenced_at_ms = clock_mono_ms();
+	nmd_bursts_stop(env);
+	if (!env->conf.fence) {
+		log_warnx("lease lost host=%s reason=\"%s\" fence=off: routes kept", env->conf.host,
+		    why);
+		return;
+	}
+	n = nm_route_flush(env->nm, gone, (int)PF_ARRAY_LEN(gone), err, sizeof(err));
+	if (n < 0)
+		log_warnx("fence host=%s withdraw failed: %s", env->conf.host, err);
+	else
+		log_warnx("fence host=%s reason=\"%s\" routes_withdrawn=%d took_us=%lld",
+		    env->conf.host, why, n, (long long)(clock_mono_us() - t0));
+}
+
+static void
+nmd_fence_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct nmd *env = arg;
+	char why[128];
+
+	(void)fd;
+	(void)what;
+	snprintf(why, sizeof(why), "lease not renewed for %lld ms", env->conf.lease_ms);
+	nmd_fence(env, why);
+}
+
+static void
+nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct nmd *env = priv;
+	redisReply *reply = r;
+	struct timeval tv;
+	int64_t left;
+
+	(void)ac;
+	env->renewing = 0;
+	if (!reply || env->stopping)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		log_warnx("lease renewal refused: %s", reply->str);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
+		if (!env->other_holder)
+			log_warnx("lease host=%s is held by another agent; waiting", env->conf.host);
+		env->other_holder = 1;
+		return;
+	}
+	env->other_holder = 0;
+	left = env->renew_sent_ms + env->conf.lease_ms - clock_mono_ms();
+	if (left <= 0)
+		return;	/* the reply came too late to count */
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	evtimer_add(env->fence_ev, &tv);
+	if (!env->held) {
+		env->held = 1;
+		if (env->fenced) {
+			log_info("unfence host=%s fenced_for_ms=%lld", env->conf.host,
+			    (long long)(clock_mono_ms() - env->fenced_at_ms));
+			env->fenced = 0;
+		} else {
+			log_info("lease acquired host=%s token=%s lease_ms=%lld", env->conf.host,
+			    env->token, env->conf.lease_ms);
+		}
+		nmd_orders_start(env);
+	}
+}
+
+static void
+nmd_lease_renew(struct nmd *env)
+{
+	char lease[32];
+
+	if (env->renewing || !rlink_is_up(env->wr))
+		return;
+	snprintf(lease, sizeof(lease), "%lld", env->conf.lease_ms);
+	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 1 %s %s %s", nmd_lease_lua,
+	    env->k_lease, env->token, lease) == 0) {
+		env->renewing = 1;
+		env->renew_sent_ms = clock_mono_ms();
+	}
+}
+
+static void
+nmd_lease_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	nmd_lease_renew(arg);
+}
+
+static void
+nmd_link_state(struct rlink *rl, int up, const char *why, void *arg)
+{
+	struct nmd *env = arg;
+	const char *name = rl == env->wr ? "write" : "orders";
+
+	if (env->stopping)
+		return;
+	if (up)
+		log_info("redis up link=%s addr=%s", name, env->conf.redis);
+	else
+		log_warnx("redis down link=%s reason=\"%s\"", name, why);
+	if (rl == env->wr && up)
+		nmd_lease_renew(env);
+	if (rl == env->rd)
+		nmd_orders_on_link(env, up);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start-up and shutdown */
+
+static void
+nmd_term(int signo, void *arg)
+{
+	struct nmd *env = arg;
+
+	log_info("stop signal=%d orders_done=%lu orders_failed=%lu", signo, env->orders_done,
+	    env->orders_failed);
+	env->stopping = 1;
+	event_base_loopexit(env->base, NULL);
+}
+
+static _Noreturn void
+nmd_usage(void)
+{
+	fprintf(stderr, "usage: netmigrated -c FILE [-n] [-d]\n"
+	    "  -c FILE  configuration (INI, see docs/netmigrate.md)\n"
+	    "  -n       check the configuration, print \"configuration OK\" and exit\n"
+	    "  -d       debug logging\n");
+	exit(2);
+}
+
+static int
+nmd_free(struct nmd *env)
+{
+	int left = 0;
+
+	env->stopping = 1;
+	/* Links first: their pending callbacks run (with NULL) while all
+	 * else still exists. */
+	rlink_free(env->rd);
+	rlink_free(env->wr);
+	nmd_orders_free(env);
+	nmd_metrics_free(env);
+	if (env->lease_ev)
+		event_free(env->lease_ev);
+	if (env->fence_ev)
+		event_free(env->fence_ev);
+	sig_watch_free(env->sig);
+	nm_ctx_free(env->nm);
+	if (env->base) {
+		left = event_base_get_num_events(env->base, EVENT_BASE_COUNT_ADDED);
+		if (left > 0)
+			log_error("leak: %d events still registered at exit", left);
+		event_base_free(env->base);
+	}
+	return left > 0 ? -1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct nmd env;
+	struct sig_handlers sh = { nmd_term, nmd_reload, &env };
+	struct timeval tv;
+	char err[512], host[64];
+	int ch, check = 0, debug = 0, port, rc;
+	const char *colon;
+
+	while ((ch = getopt(argc, argv, "c:nd")) != -1) {
+		switch (ch) {
+		case 'c': env.conf_path = optarg; break;
+		case 'n': check = 1; break;
+		case 'd': debug = 1; break;
+		default: nmd_usage();
+		}
+	}
+	if (!env.conf_path || optind != argc)
+		nmd_usage();
+	log_init("netmigrated", LOG_LVL_INFO);
+	if (nmd_conf_load(env.conf_path, &env.conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "netmigrated: %s\n", err);
+		return 2;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		return 0;
+	}
+	nmd_conf_apply(&env);
+	if (debug)
+		log_set_level(LOG_LVL_DEBUG);
+
+	snprintf(env.token, sizeof(env.token), "%lld-%d", (long long)clock_wall_ms(),
+	    (int)getpid());
+	snprintf(env.k_lease, sizeof(env.k_lease), "pf:host:%s:lease", env.conf.host);
+	snprintf(env.k_metrics, sizeof(env.k_metrics), "pf:host:%s:metrics", env.conf.host);
+	snprintf(env.k_orders, sizeof(env.k_orders), "pf:host:%s:orders", env.conf.host);
+	snprintf(env.k_cursor, sizeof(env.k_cursor), "pf:host:%s:cursor", env.conf.host);
+	str_copy(env.cursor, "0", sizeof(env.cursor));
+
+	env.nm = nm_ctx_open(NULL, err, sizeof(err));
+	if (!env.nm)
+		fatalx("start: %s", err);
+	env.base = event_base_new();
+	if (!env.base)
+		fatalx("start: cannot make an event base");
+	env.sig = sig_watch_new(env.base, &sh);
+	env.lease_ev = event_new(env.base, -1, EV_PERSIST, nmd_lease_cb, &env);
+	env.fence_ev = evtimer_new(env.base, nmd_fence_cb, &env);
+	if (!env.sig || !env.lease_ev || !env.fence_ev || nmd_metrics_init(&env) < 0)
+		fatalx("start: out of memory");
+	tv.tv_sec = env.conf.lease_ms / 3 / 1000;
+	tv.tv_usec = (env.conf.lease_ms / 3 % 1000) * 1000;
+	evtimer_add(env.lease_ev, &tv);
+
+	colon = strrchr(env.conf.redis, ':');
+	str_copy(host, env.conf.redis, (size_t)(colon - env.conf.redis) + 1);
+	port = atoi(colon + 1);
+	env.wr = rlink_new(env.base, host, port, env.conf.redis_password, nmd_link_state, &env);
+	env.rd = rlink_new(env.base, host, port, env.conf.redis_password, nmd_link_state, &env);
+	if (!env.wr || !env.rd)
+		fatalx("start: out of memory");
+	log_info("start host=%s role=%s redis=%s lease_ms=%lld vm_bridge=%s uplink=%s",
+	    env.conf.host, env.conf.role, env.conf.redis, env.conf.lease_ms, env.conf.vm_bridge,
+	    env.conf.uplink[0] ? env.conf.uplink : "-");
+
+	rc = event_base_dispatch(env.base);
+	if (rc < 0)
+		log_error("event loop failed");
+	return nmd_free(&env) < 0 || rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,113 @@
+/*
+ * nmd.h: netmigrated, the per-host agent. One env struct (struct nmd) holds
+ * every piece of mutable state; the files split by role:
+ *   nmd.c          configuration, start-up, the lease and self-fencing
+ *   nmd_orders.c   the order stream, order execution, announcement bursts
+ *   nmd_metrics.c  host metrics (CPU, memory, NIC byte rates)
+ * Everything runs on one libevent loop; nothing on it blocks (Redis through
+ * rlink, netlink and packet sends are local and take microseconds, burst
+ * gaps are timers).
+ */
+#ifndef PF_NMD_H
+#define PF_NMD_H
+
+#include <net/if.h>
+#include <stdint.h>
+
+#include "netmigrate/nm.h"
+
+struct event;
+struct event_base;
+struct rlink;
+struct sig_watch;
+
+enum nmd_role { NMD_ROLE_HOST, NMD_ROLE_EDGE };
+
+struct nmd_conf {
+	char host[64];
+	char role[8];		/* "host" or "edge" */
+	char redis[128];	/* IP:PORT */
+	char redis_password[128];
+	long long lease_ms;
+	long long metrics_ms;
+	long long block_ms;	/* XREAD BLOCK */
+	long long max_age_ms;	/* orders older than this are refused; 0: never */
+	char vm_bridge[IFNAMSIZ];
+	char uplink[IFNAMSIZ];
+	char dev[IFNAMSIZ];	/* edge: default output device ("" = by route) */
+	long long ann_initial_ms, ann_step_ms, ann_max_ms, ann_rounds;
+	char arp_form[8];	/* request, reply, both */
+	int fence;
+	char log_level[8];
+};
+
+/* An announcement burst in progress for one VM. */
+struct nmd_burst {
+	struct nmd_burst *next;
+	struct nmd *env;
+	char vm[NM_ID_MAX];
+	char dev[IFNAMSIZ];
+	uint8_t mac[6];
+	int nips;
+	struct nm_ip *ips;
+	int round;
+	struct event *ev;
+};
+
+#define NMD_RECENT 256
+
+struct nmd {
+	struct event_base *base;
+	const char *conf_path;
+	struct nmd_conf conf;
+	enum nmd_role role;
+	struct nm_sched sched;
+	enum nm_arp_form form;
+	struct sig_watch *sig;
+	struct nm_ctx *nm;
+	struct rlink *wr;	/* lease, metrics, acks, cursor */
+	struct rlink *rd;	/* XREAD BLOCK on the order stream */
+	char token[64];
+	char k_lease[160], k_metrics[160], k_orders[160], k_cursor[160];
+
+	/* lease and fencing */
+	struct event *lease_ev;	/* every lease/3 */
+	struct event *fence_ev;	/* the lease's deadline */
+	int held;		/* our last renewal succeeded and has not expired */
+	int fenced;		/* we withdrew because the lease ran out */
+	int renewing;		/* a renewal is in flight */
+	int other_holder;	/* reported "held by another" once */
+	int64_t renew_sent_ms;
+	int64_t fenced_at_ms;
+
+	/* orders */
+	char cursor[64];
+	int cursor_loaded;
+	int reading;		/* a GET cursor or XREAD is in flight */
+	struct event *retry_ev;
+	char recent[NMD_RECENT][NM_ID_MAX];
+	int recent_next;
+	struct nmd_burst *bursts;
+	unsigned long orders_done, orders_failed;
+
+	/* metrics */
+	struct event *metrics_ev;
+	int64_t m_prev_ms;
+	unsigned long long m_cpu_total, m_cpu_idle;
+	uint64_t m_bytes[4];	/* uplink rx, tx, vm bridge rx, tx */
+
+	int stopping;
+};
+
+/* nmd_orders.c */
+void nmd_orders_start(struct nmd *env);
+void nmd_orders_on_link(struct nmd *env, int up);
+/* Cancel every burst (fencing, shutdown). */
+void nmd_bursts_stop(struct nmd *env);
+void nmd_orders_free(struct nmd *env);
+
+/* nmd_metrics.c */
+int nmd_metrics_init(struct nmd *env);
+void nmd_metrics_free(struct nmd *env);
+
+#endif
