@@ -255,12 +255,17 @@ ctl_virt_open(struct ctl_virt_host *h, char *why, size_t whylen)
 		ctl_virt_errmsg(why, whylen);
 		return NULL;
 	}
-	if (virConnectSetKeepAlive(c, CTL_VIRT_KEEPALIVE_S, CTL_VIRT_KEEPALIVE_COUNT) < 0 ||
-	    virConnectRegisterCloseCallback(c, ctl_virt_close_cb, h, NULL) < 0) {
+	/* Keepalive and close callbacks exist on remote connections only; a
+	 * local driver (test:///, qemu:///system on the host itself) has no
+	 * link to lose, so "not supported" is fine there. */
+	if ((virConnectSetKeepAlive(c, CTL_VIRT_KEEPALIVE_S, CTL_VIRT_KEEPALIVE_COUNT) < 0 ||
+	    virConnectRegisterCloseCallback(c, ctl_virt_close_cb, h, NULL) < 0) &&
+	    virGetLastErrorCode() != VIR_ERR_NO_SUPPORT) {
 		ctl_virt_errmsg(why, whylen);
 		virConnectClose(c);
 		return NULL;
 	}
+	virResetLastError();
 	h->cb_id = virConnectDomainEventRegisterAny(c, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 	    VIR_DOMAIN_EVENT_CALLBACK(ctl_virt_lifecycle_cb), h, NULL);
 	if (h->cb_id < 0) {

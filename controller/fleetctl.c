@@ -296,9 +296,11 @@ fc_migrate(struct fc *c, const char *vm, const char *to, const char *reason, int
 	if (strcmp(phase, "done") != 0) {
 		char why[300];
 
+		/* phase and the error live in m: copy them before freeing it. */
 		snprintf(why, sizeof(why), "%s", fc_s(m, "error"));
+		snprintf(last_phase, sizeof(last_phase), "%s", phase);
 		cJSON_Delete(m);
-		fc_die("migration %d %s: %s", id, phase, why[0] ? why : "no reason given");
+		fc_die("migration %d %s: %s", id, last_phase, why[0] ? why : "no reason given");
 	}
 	cJSON_Delete(m);
 	return 0;

@@ -41,8 +41,8 @@ for t in "$@"; do
 	if [ "$f" -gt 0 ]; then
 		failed_names+=("$name")
 		printf 'FAIL %-28s %4d passed %3d failed  %6d ms  (%s)\n' "$name" "$p" "$f" "$ms" "$log"
-		grep -E '^not ok|^#' "$log" | head -n 40 | sed 's/^/    /'
-		tail -n 15 "$log" | grep -vE '^(ok|not ok|#)' | sed 's/^/    | /'
+		grep -aE '^not ok|^#' "$log" | head -n 40 | sed 's/^/    /'
+		tail -n 15 "$log" | grep -avE '^(ok|not ok|#)' | sed 's/^/    | /'
 	else
 		printf 'ok   %-28s %4d passed %3d skipped %6d ms\n' "$name" "$p" "$s" "$ms"
 	fi

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# t_fleetd_api.sh: fleetd's API, CLI, config checks and fault handling, with
+# a real Redis and libvirt's own test driver as the hosts (no lab needed):
+# bad configs, auth, bad requests, telemetry ingest and staleness, pre-check
+# refusals, a migration whose destination agent never answers, drain
+# errors, /metrics, a Redis restart, SIGHUP reload and a clean SIGTERM.
+. "$(dirname "$0")/lib.sh"
+
+PORT=18480 RPORT=16379 TOKEN=t0ken-$$
+API=http://127.0.0.1:$PORT
+t_redis_start $RPORT || t_done
+R() { redis-cli -p $RPORT "$@"; }
+FC() { "$PF_BIN/fleetctl" --api $API --token "$TOKEN" "$@"; }
+call() { # METHOD PATH [BODY] -> "CODE BODY"
+	curl -s -o "$T_TMP/body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" \
+		${3:+-d "$3"} "$API$2"; echo " $(cat "$T_TMP/body")"
+}
+
+node_xml() { # NAME VM IP MAC
+	cat <<X
+<node><domain type='test'><name>$2</name><memory>131072</memory><vcpu>1</vcpu>
+<metadata><pf:vm xmlns:pf='http://proxyfleet.example.org/xmlns/vm/1' id='$2' role='primary'><pf:ip>$3</pf:ip></pf:vm></metadata>
+<os><type>hvm</type></os><devices><interface type='bridge'><mac address='$4'/><source bridge='br0'/></interface></devices>
+</domain></node>
+X
+}
+node_xml eu-1 px-a 10.77.1.100/24 52:54:00:aa:00:01 >"$T_TMP/eu-1.xml"
+echo "<node/>" >"$T_TMP/eu-2.xml"
+
+write_conf() { # MAX_CONCURRENT
+	cat >"$T_TMP/fleetd.conf" <<C
+[fleetd]
+api_listen = 127.0.0.1:$PORT
+api_token = $TOKEN
+redis = 127.0.0.1:$RPORT
+tick = 200ms
+stale_after = 2s
+
+[migration]
+max_concurrent = $1
+
+[region eu]
+edge = edge
+
+[host eu-1]
+region = eu
+uri = test://$T_TMP/eu-1.xml
+address = 127.0.0.1
+
+[host eu-2]
+region = eu
+uri = test://$T_TMP/eu-2.xml
+address = 127.0.0.1
+C
+}
+write_conf 2
+
+# --- configuration checks ---
+out=$("$PF_BIN/fleetd" -n -f "$T_TMP/fleetd.conf" 2>&1); rc=$?
+t_eq "fleetd -n accepts a good file" "0 configuration OK" "$rc $out"
+sed 's/^tick = /tcik = /' "$T_TMP/fleetd.conf" >"$T_TMP/bad.conf"
+out=$("$PF_BIN/fleetd" -n -f "$T_TMP/bad.conf" 2>&1); rc=$?
+t_eq "bad key: exit status 2" 2 "$rc"
+t_eq "bad key: one line naming file, line and key" \
+	"fleetd: $T_TMP/bad.conf:5: unknown key 'tcik' in section [fleetd]" "$out"
+
+# --- start ---
+"$PF_BIN/fleetd" -f "$T_TMP/fleetd.conf" >"$T_TMP/fleetd.log" 2>&1 &
+FPID=$!
+t_defer "kill -9 $FPID"
+if ! t_wait 10 curl -sf $API/healthz || ! kill -0 $FPID 2>/dev/null; then
+	t_fail "fleetd starts and answers /healthz" "$(tail -n 3 "$T_TMP/fleetd.log")"
+	t_done
+fi
+t_wait 10 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json vms | grep -q px-a" ||
+	t_fail "fleetd lists px-a from libvirt"
+
+# --- auth and bad requests ---
+t_eq "no token: 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' $API/v1/hosts)"
+t_match "no token: JSON error" '"error":"missing or wrong bearer token"' "$(curl -s $API/v1/hosts)"
+t_eq "wrong token: 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' $API/v1/hosts)"
+t_match "bad JSON: 400" '^400 .*not a JSON object' "$(call POST /v1/migrations '{oops')"
+t_match "missing fields: 400" "^400 .*'vm' and 'to'" "$(call POST /v1/migrations '{"vm":"px-a"}')"
+t_match "unknown VM: 404" '^404 .*no VM called .ghost.' "$(call POST /v1/migrations '{"vm":"ghost","to":"eu-2"}')"
+t_match "unknown host: 404" "^404 .*no host called 'mars'" "$(call POST /v1/migrations '{"vm":"px-a","to":"mars"}')"
+t_match "unknown endpoint: 404" '^404 .*no such endpoint' "$(call GET /v1/nothing)"
+t_match "unknown migration: 404" '^404 .*no migration 99' "$(call DELETE /v1/migrations/99)"
+t_match "bad migration id: 400" '^400 ' "$(call GET /v1/migrations/abc)"
+t_match "drain unknown host: 404" '^404 ' "$(call POST /v1/hosts/mars/drain)"
+t_check "fleetd still answers after bad requests" curl -sf $API/healthz
+
+# --- model and telemetry ---
+hosts=$(FC --json hosts)
+t_match "both hosts connected over libvirt" '"name":"eu-1".*"libvirt":true.*"name":"eu-2".*"libvirt":true' "$(echo $hosts | tr -d ' \n\t')"
+# Two samples one second apart (by the writer's clock), each read by a tick.
+now=$(($(date +%s%N) / 1000000))
+R HSET pf:vm:px-a:tel ts_ms $((now - 1000)) boot_ms 1 bytes_up 0 bytes_down 0 requests 0 conns_total 0 conns_active 1 >/dev/null
+sleep 0.6
+R HSET pf:vm:px-a:tel ts_ms $now bytes_up 1000000 bytes_down 3000000 requests 50 conns_total 5 >/dev/null
+vm_field() { FC --json vms | tr -d ' \n\t' | grep -o "\"$1\":[^,}]*" | head -n1 | cut -d: -f2; }
+t_wait 3 sh -c "[ \"\$(FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json vms | tr -d ' \n\t' | grep -o '\"bps_down\":[0-9.e+]*' | cut -d: -f2)\" = 3000000 ]" ||
+	t_fail "telemetry: rate derived from counters (bps_down)" "got $(vm_field bps_down)"
+t_eq "telemetry: up rate" 1000000 "$(vm_field bps_up)"
+t_eq "telemetry: requests/s" 50 "$(vm_field requests_per_s)"
+t_eq "telemetry: not stale while fresh" false "$(vm_field stale)"
+t_wait 5 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json vms | tr -d ' \n\t' | grep -q '\"stale\":true'" &&
+	t_ok "telemetry: flagged stale when it stops" || t_fail "telemetry: flagged stale when it stops"
+t_match "status table shows the VM as stale" 'px-a +eu-1 +running .*STALE' "$(FC status)"
+
+# --- pre-checks and a migration whose agent never answers ---
+t_match "no lease on the destination: refused (409)" '^409 .*eu-2 has no live agent lease' \
+	"$(call POST /v1/migrations '{"vm":"px-a","to":"eu-2"}')"
+t_match "same host: refused" '^409 .*already runs on eu-1' "$(call POST /v1/migrations '{"vm":"px-a","to":"eu-1"}')"
+R SET pf:host:eu-2:lease test PX 60000 >/dev/null
+t_wait 3 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json hosts | tr -d ' \n\t' | grep -q '\"name\":\"eu-2\".*\"lease\":true'" ||
+	t_fail "lease seen by fleetd"
+out=$(FC migrate px-a --to eu-2 2>&1); rc=$?
+t_eq "fleetctl migrate: exit 1 when the migration fails" 1 "$rc"
+t_match "fleetctl migrate: one-line reason" 'migration 1 failed: no ack from agent eu-2 for prepare in 3000 ms' "$(echo "$out" | tail -n1)"
+order=$(R XRANGE pf:host:eu-2:orders - + | tr '\n' ' ')
+t_match "prepare order written for eu-2's agent" 'op prepare vm px-a ips 10.77.1.100/24 mac 52:54:00:aa:00:01 dev br0' "$order"
+t_match "VM still on its source after the failed migration" 'px-a +eu-1 +running' "$(FC vms)"
+t_match "migration listed as failed" '"phase":"failed"' "$(call GET /v1/migrations/1)"
+t_match "journal has the failure with its reason" 'failed id=1 vm=px-a from=eu-1 to=eu-2 reason=operator' "$(FC events)"
+t_match "drain: 202" '^202 .*"state":"drain"' "$(call POST /v1/hosts/eu-2/drain)"
+t_wait 3 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json hosts | tr -d ' \n\t' | grep -q '\"name\":\"eu-2\".*\"state\":\"maintenance\"'" &&
+	t_ok "drain of an empty host: straight to maintenance" || t_fail "drain of an empty host: straight to maintenance"
+t_match "drain again: 409" '^409 .*already in maintenance' "$(call POST /v1/hosts/eu-2/drain)"
+t_match "undrain: 202" '^202 ' "$(call POST /v1/hosts/eu-2/undrain)"
+
+# --- metrics ---
+m=$(curl -s -H "Authorization: Bearer $TOKEN" $API/metrics)
+t_match "metrics: failed migration counted" 'fleetd_migrations_total\{outcome="failed"\} 1' "$m"
+t_match "metrics: refusals counted" 'fleetd_migrations_total\{outcome="refused"\} 2' "$m"
+t_match "metrics: hosts" 'fleetd_hosts 2' "$m"
+t_match "metrics: VMs per host" 'fleetd_host_vms\{host="eu-1",region="eu"\} 1' "$m"
+t_match "metrics: histogram count" 'fleetd_migration_downtime_seconds_count 0' "$m"
+
+# --- Redis restart: fleetd keeps serving and reconnects ---
+kill "$(cat "$T_TMP/redis-$RPORT/pid")"
+sleep 1
+t_check "Redis down: API still answers" curl -sf -H "Authorization: Bearer $TOKEN" $API/v1/hosts
+t_match "Redis down: one log line" 'redis down' "$(grep -c 'redis down' "$T_TMP/fleetd.log") $(grep 'redis down' "$T_TMP/fleetd.log" | head -n1)"
+redis-server --port $RPORT --bind 127.0.0.1 --dir "$T_TMP/redis-$RPORT" --save '' --daemonize yes \
+	--pidfile "$T_TMP/redis-$RPORT/pid" --logfile "$T_TMP/redis-$RPORT/log" >/dev/null
+t_wait 10 sh -c "[ \$(grep -c 'redis up' '$T_TMP/fleetd.log') -ge 2 ]" &&
+	t_ok "Redis back: fleetd reconnects by itself" || t_fail "Redis back: fleetd reconnects by itself" "$(tail -n 5 "$T_TMP/fleetd.log")"
+t_eq "Redis down: logged once per link, not every second" 2 "$(grep -c 'redis down\|redis acks link down' "$T_TMP/fleetd.log")"
+
+# --- reload ---
+cp "$T_TMP/fleetd.conf" "$T_TMP/good.conf"
+echo "bogus = 1" >>"$T_TMP/fleetd.conf"
+kill -HUP $FPID
+t_wait 3 grep -q 'reload failed, keeping the running configuration' "$T_TMP/fleetd.log" &&
+	t_ok "SIGHUP with a bad file: keeps the old configuration" || t_fail "SIGHUP with a bad file"
+write_conf 3
+kill -HUP $FPID
+t_wait 3 grep -q 'reload ok' "$T_TMP/fleetd.log" && t_ok "SIGHUP with a good file: reloaded" || t_fail "SIGHUP reload"
+t_check "still serving after reloads" curl -sf $API/healthz
+
+# --- graceful stop (under ASan a leak makes the exit status non-zero) ---
+kill -TERM $FPID
+rc=0; wait $FPID || rc=$?
+t_eq "SIGTERM: clean exit" 0 "$rc"
+t_match "SIGTERM: logs its stop" 'level=info prog=fleetd stopped' "$(tail -n 3 "$T_TMP/fleetd.log")"
+t_done
