@@ -3,7 +3,8 @@
  * acknowledgements.
  *
  * An order is one entry in the agent's stream pf:host:<agent>:orders; the
- * agent acks it in pf:acks with its own timing (docs/redis-keys.md). fleetd
+ * agent acks it in pf:acks with its own timing (docs/redis-keys.md); an
+ * absent field is sent empty. fleetd
  * reads pf:acks on a second Redis link with XREAD BLOCK, so an ack wakes it
  * at once instead of at the next tick; each waiting order has its own
  * timeout event and one completion call, whichever comes first.
@@ -73,9 +74,10 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	size_t n = 0;
 
+	/* Host routes are /32 and /128: the agents take bare addresses. */
 	for (int i = 0; i < vm->meta.nips; i++)
-		n += (size_t)snprintf(ips + n, sizeof(ips) - n, "%s%s", i ? "," : "",
-		    vm->meta.ips[i]);
+		n += (size_t)snprintf(ips + n, sizeof(ips) - n, "%s%.*s", i ? "," : "",
+		    (int)strcspn(vm->meta.ips[i], "/"), vm->meta.ips[i]);
 	snprintf(id, sizeof(id), "%lld-%llu", (long long)env->boot_ms,
 	    (unsigned long long)++env->order_seq);
 	w = calloc(1, sizeof(*w));
@@ -83,8 +85,7 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 		return -1;
 	if (rlink_command(env->redis, NULL, NULL,
 	    "XADD pf:host:%s:orders MAXLEN ~ 1000 * id %s op %s vm %s ips %s mac %s dev %s via %s",
-	    agent, id, op, vm->name, ips, vm->mac[0] ? vm->mac : "-", dev && *dev ? dev : "-",
-	    via && *via ? via : "-") < 0) {
+	    agent, id, op, vm->name, ips, vm->mac, dev ? dev : "", via ? via : "") < 0) {
 		free(w);
 		return -1;
 	}

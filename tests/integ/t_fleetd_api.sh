@@ -117,8 +117,8 @@ t_wait 3 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json hosts
 out=$(FC migrate px-a --to eu-2 2>&1); rc=$?
 t_eq "fleetctl migrate: exit 1 when the migration fails" 1 "$rc"
 t_match "fleetctl migrate: one-line reason" 'migration 1 failed: no ack from agent eu-2 for prepare in 3000 ms' "$(echo "$out" | tail -n1)"
-order=$(R XRANGE pf:host:eu-2:orders - + | tr '\n' ' ')
-t_match "prepare order written for eu-2's agent" 'op prepare vm px-a ips 10.77.1.100/24 mac 52:54:00:aa:00:01 dev br0' "$order"
+order=$(R XRANGE pf:host:eu-2:orders - + | tr '\n' '|')
+t_match "prepare order written for eu-2's agent" '\|op\|prepare\|vm\|px-a\|ips\|10.77.1.100\|mac\|52:54:00:aa:00:01\|dev\|br0\|via\|\|' "$order"
 t_match "VM still on its source after the failed migration" 'px-a +eu-1 +running' "$(FC vms)"
 t_match "migration listed as failed" '"phase":"failed"' "$(call GET /v1/migrations/1)"
 t_match "journal has the failure with its reason" 'failed id=1 vm=px-a from=eu-1 to=eu-2 reason=operator' "$(FC events)"
