@@ -68,6 +68,11 @@ root_busybox() {
 		die "$bb is not static: install busybox-static"
 	mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,www,lib/modules}
 	install -m 0755 "$bb" "$root/bin/busybox"
+	# What glibc programs (proxyvmd) expect to find; /init writes hosts
+	# and resolv.conf from the command line.
+	printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+	printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
 	for a in $("$bb" --list | LC_ALL=C sort); do
 		[ "$a" = busybox ] && continue
 		ln -sf busybox "$root/bin/$a"

@@ -143,10 +143,8 @@ cmd_migrate() {
 cmd_list() {
 	local h hosts=${1:-$PF_LAB_HOSTS}
 	for h in $hosts; do
-		printf '%s: ' "$h"
-		virsh -q -c "$(host_uri "$h")" list --name | sed '/^$/d' | paste -sd' ' -
-		echo
-	done | sed '/^$/d'
+		echo "$h: $(virsh -q -c "$(host_uri "$h")" list --name | sed '/^$/d' | paste -sd' ' -)"
+	done
 }
 
 main() {
