@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# t_netmigrate_agent.sh: netmigrated against a real Redis, in namespace
+# pf-nmt-ag (Redis runs inside it too, on its loopback):
+#   lease and metrics appear; an order XADDed with redis-cli is executed and
+#   acknowledged; duplicates are acknowledged, not re-run; bad orders get a
+#   clear error ack and the agent keeps running; a restart resumes after the
+#   cursor; killing Redis fences the host after the lease (routes withdrawn);
+#   Redis coming back unfences it; SIGTERM exits cleanly (0, no leak).
+. "$(dirname "$0")/lib.sh"
+t_need_root
+
+NS=pf-nmt-ag PORT=16481 H=nmt-h1 MAC=52:54:00:78:40:01
+ip netns del $NS 2>/dev/null; ip netns add $NS; t_defer "ip netns del $NS"
+ip -n $NS link set lo up
+ip -n $NS link add nmt-br0 type bridge; ip -n $NS link set nmt-br0 up
+ip -n $NS link add nmt-up type veth peer name nmt-peer
+ip -n $NS link set nmt-up up; ip -n $NS link set nmt-peer up
+
+RDIR=$T_TMP/redis
+mkdir -p $RDIR
+redis_start() {
+	ip netns exec $NS redis-server --port $PORT --bind 127.0.0.1 --dir $RDIR --save '' \
+		--appendonly no --daemonize yes --pidfile $RDIR/pid --logfile $RDIR/log >/dev/null
+	t_wait 5 rcli ping
+}
+redis_stop() { kill "$(cat $RDIR/pid)"; t_wait 5 bash -c "! kill -0 $(cat $RDIR/pid) 2>/dev/null"; }
+rcli() { ip netns exec $NS redis-cli -p $PORT "$@"; }
+t_defer 'kill $(cat '$RDIR'/pid)'
+redis_start || { t_fail "redis starts in $NS"; t_done; }
+
+cat >$T_TMP/nmd.conf <<CONF
+[netmigrated]
+host = $H
+redis = 127.0.0.1:$PORT
+lease = 1500ms
+order_block = 200ms
+vm_bridge = nmt-br0
+uplink = nmt-up
+[announce]
+initial = 50ms
+rounds = 2
+CONF
+t_eq "netmigrated -n checks the configuration" "configuration OK" "$($PF_BIN/netmigrated -c $T_TMP/nmd.conf -n 2>&1)"
+printf '[netmigrated]\nhost = x\nlease = 2 weeks\n' >$T_TMP/bad.conf
+out=$($PF_BIN/netmigrated -c $T_TMP/bad.conf -n 2>&1); rc=$?
+t_match "a bad configuration names file and line" "^netmigrated: $T_TMP/bad.conf:3: " "$out"
+t_eq "... and exits 2" 2 $rc
+
+LOG=$T_TMP/agent.log
+AGENT=
+agent_start() {
+	ip netns exec $NS $PF_BIN/netmigrated -c $T_TMP/nmd.conf >>$LOG 2>&1 &
+	AGENT=$!
+	t_defer "kill $AGENT"
+}
+agent_stop() { kill -TERM $AGENT; wait $AGENT; }
+
+# ack_field ID FIELD: FIELD of the last ack for order ID.
+ack_field() {
+	rcli XRANGE pf:acks - + | awk -v id="$1" -v f="$2" '
+		NR % 11 == 1 { n = 0 } { v[NR % 11] = $0 }
+		NR % 11 == 0 { if (v[3] == id) { for (i = 2; i <= 10; i += 2) if (v[i] == f) r = v[(i + 1) % 11] } }
+		END { print r }'
+}
+ack_count() { rcli XRANGE pf:acks - + | awk -v id="$1" 'NR % 11 == 3 && $0 == id { n++ } END { print n + 0 }'; }
+has_ack() { [ -n "$(ack_field "$1" status)" ]; }
+order() { rcli XADD pf:host:$H:orders '*' "$@" >/dev/null; }
+route_of() { ip -n $NS route show "$1" | sed 's/ *$//'; }
+
+agent_start
+t_check "agent takes the lease" t_wait 5 bash -c "[ -n \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:lease)\" ]"
+ttl=$(rcli PTTL pf:host:$H:lease)
+t_le "lease TTL within the configured 1500 ms" "$ttl" 1500
+t_check "metrics published" t_wait 5 bash -c "[ -n \"\$(ip netns exec $NS redis-cli -p $PORT HGET pf:host:$H:metrics uplink_rx_bps)\" ]"
+t_match "metrics hold CPU and memory" '^[0-9.]+ [0-9]+ [0-9]+$' "$(rcli HMGET pf:host:$H:metrics cpu_pct mem_total mem_free | tr '\n' ' ' | sed 's/ $//')"
+
+# --- a good order -------------------------------------------------------------
+order id o-1 op announce vm px-1 ips 10.78.40.150,fd78:40::150 mac $MAC
+t_check "order o-1 acknowledged" t_wait 5 has_ack o-1
+t_eq "o-1 status ok" ok "$(ack_field o-1 status)"
+t_match "o-1 ack carries its timing" '^[0-9]+$' "$(ack_field o-1 took_us)"
+t_diag "o-1 (prepare + first announcement of 2 IPs) took_us=$(ack_field o-1 took_us)"
+t_eq "route to the VM bridge present" "10.78.40.150 dev nmt-br0 proto 77 scope link" "$(route_of 10.78.40.150)"
+t_match "IPv6 route present" "fd78:40::150 dev nmt-br0 proto 77" "$(ip -n $NS -6 route show fd78:40::150)"
+t_match "agent logged the order with its time" "order id=o-1 op=announce vm=px-1 ips=2 .*took_us=[0-9]+" "$(cat $LOG)"
+
+# --- duplicates and bad input ---------------------------------------------------
+order id o-1 op announce vm px-1 ips 10.78.40.150,fd78:40::150 mac $MAC
+t_check "a repeated order id is acknowledged again" t_wait 5 bash -c "[ \"\$(ip netns exec $NS redis-cli -p $PORT XLEN pf:acks)\" = 2 ]"
+t_eq "... as a duplicate, not run again" "ok duplicate" "$(ack_field o-1 status) $(ack_field o-1 error)"
+order id o-2 op prepare vm px-2 ips 10.78.40.151 dev nmt-nope
+order id o-3 op prepare vm px-3 ips 10.78.40.300
+order id o-4 vm px-4 ips 10.78.40.152
+order id o-5 op announce vm px-5 ips 10.78.40.153
+t_check "bad orders acknowledged" t_wait 5 has_ack o-5
+t_eq "unknown interface" "error|set route 10.78.40.151/32 dev nmt-nope: no such device 'nmt-nope'" "$(ack_field o-2 status)|$(ack_field o-2 error)"
+t_eq "bad IP" "error|bad IP address '10.78.40.300'" "$(ack_field o-3 status)|$(ack_field o-3 error)"
+t_eq "malformed order" "error|missing field 'op'" "$(ack_field o-4 status)|$(ack_field o-4 error)"
+t_eq "announce without a MAC" "error|announce needs 'mac' (the VM's MAC)" "$(ack_field o-5 status)|$(ack_field o-5 error)"
+t_check "agent still running" kill -0 $AGENT
+order id o-6 op withdraw vm px-1 ips 10.78.40.150,fd78:40::150
+t_check "a good order after bad ones works" t_wait 5 has_ack o-6
+t_eq "withdraw removed the route" "" "$(route_of 10.78.40.150)"
+last=$(rcli XREVRANGE pf:host:$H:orders + - COUNT 1 | head -1)
+t_check "cursor reaches the last entry" t_wait 3 bash -c "[ \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:cursor)\" = $last ]"
+
+# --- restart: resumes after the cursor --------------------------------------------
+order id o-7 op prepare vm px-7 ips 10.78.40.157 mac $MAC
+t_check "o-7 acknowledged" t_wait 5 has_ack o-7
+agent_stop; rc=$?
+t_eq "SIGTERM: clean exit (no leak under ASan)" 0 $rc
+t_eq "a stopped agent leaves routes alone" "10.78.40.157 dev nmt-br0 proto 77 scope link" "$(route_of 10.78.40.157)"
+order id o-8 op prepare vm px-8 ips 10.78.40.158
+agent_start
+t_check "restarted agent runs the order queued while it was down" t_wait 8 has_ack o-8
+t_eq "o-8 ok" ok "$(ack_field o-8 status)"
+t_eq "earlier orders not replayed" "1 1" "$(ack_count o-7) $(ack_count o-6)"
+
+# --- Redis dies: fence after the lease ----------------------------------------------
+order id o-9 op announce vm px-9 ips 10.78.40.159 mac $MAC
+t_check "o-9 acknowledged" t_wait 5 has_ack o-9
+t0=$(date +%s%N)
+redis_stop
+t_check "routes withdrawn after the lease (fenced)" t_wait 5 bash -c "[ -z \"\$(ip -n $NS route show proto 77)\" ]"
+ms=$((($(date +%s%N) - t0) / 1000000))
+t_diag "fenced ${ms} ms after Redis died (lease 1500 ms, renewal every 500 ms)"
+t_le "not before the lease could have run out" 900 $ms
+t_le "soon after the lease" $ms 2500
+t_match "fencing logged" "level=warn .*fence host=$H reason=\"lease not renewed for 1500 ms\" routes_withdrawn=[1-9]" "$(cat $LOG)"
+t_check "agent still running while fenced" kill -0 $AGENT
+
+# --- Redis returns: unfence, orders flow again ----------------------------------------
+redis_start
+t_check "agent takes its lease again" t_wait 10 bash -c "[ -n \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:lease)\" ]"
+t_check "unfence logged" t_wait 5 grep -q "unfence host=$H" $LOG
+order id o-10 op prepare vm px-10 ips 10.78.40.160 mac $MAC
+t_check "orders flow again" t_wait 5 has_ack o-10
+t_eq "route present after recovery" "10.78.40.160 dev nmt-br0 proto 77 scope link" "$(route_of 10.78.40.160)"
+agent_stop; rc=$?
+t_eq "final SIGTERM: clean exit" 0 $rc
+t_check "no sanitizer reports" bash -c "! grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error' $LOG"
+t_done
