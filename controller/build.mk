@@ -17,3 +17,7 @@ $(eval $(call unit_test,ctl_model,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis
 PROGS += $(BIN)/fleetctl
 $(BIN)/fleetctl: $(call objs,controller/fleetctl.c)
 LIBS_fleetctl = $(call pc_libs,libcurl libcjson) -lm
+
+# Benchmark (tests/bench/fleetd.sh): fleetd's telemetry ingest at scale.
+$(BIN)/bench/fleetd_ingest: $(call objs,tests/bench/fleetd_ingest.c) $(CTL_LIB) $(COMMON_LIB)
+LIBS_fleetd_ingest = $(call pc_libs,libvirt libevent_openssl libevent_pthreads openssl hiredis libcjson inih) -lpthread
