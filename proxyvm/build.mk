@@ -1,0 +1,45 @@
+# proxyvm/: proxyvmd, the proxy inside each proxy VM. The pure parsers
+# (px_http, px_socks, px_ssrf) form their own archive so that unit tests and
+# fuzz targets link them without libevent.
+PX_PARSE_SRCS := proxyvm/px_http.c proxyvm/px_socks.c proxyvm/px_ssrf.c
+PX_PARSE_LIB := $(O)/lib/libpxparse.a
+PX_SRCS := proxyvm/proxyvmd.c proxyvm/px_conf.c proxyvm/px_sess.c proxyvm/px_auth.c \
+	proxyvm/px_dns.c proxyvm/px_tel.c proxyvm/px_admin.c proxyvm/px_svc.c
+
+$(PX_PARSE_LIB): $(call objs,$(PX_PARSE_SRCS))
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+PROGS += $(BIN)/proxyvmd
+$(BIN)/proxyvmd: $(call objs,$(PX_SRCS)) $(PX_PARSE_LIB) $(COMMON_LIB)
+LIBS_proxyvmd = $(call pc_libs,libevent hiredis inih libmnl libcrypt)
+
+$(eval $(call unit_test,px_http,$(PX_PARSE_LIB),))
+$(eval $(call unit_test,px_socks,$(PX_PARSE_LIB),))
+$(eval $(call unit_test,px_ssrf,$(PX_PARSE_LIB),))
+
+# Fuzz targets (libFuzzer, clang): make fuzz runs each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 30
+FUZZ_DIR := build/fuzz
+PX_FUZZERS := http socks ssrf
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined
+
+$(FUZZ_DIR)/fuzz_px_%: tests/fuzz/fuzz_px_%.c $(PX_PARSE_SRCS) proxyvm/px_http.h \
+		proxyvm/px_socks.h proxyvm/px_ssrf.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(PX_PARSE_SRCS)
+
+FUZZERS += $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
+
+fuzz: $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
+	@for f in $^; do \
+		n=$$(basename $$f); mkdir -p $(FUZZ_DIR)/corpus/$$n; \
+		echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+			$(FUZZ_DIR)/corpus/$$n tests/fuzz/seeds/$$n 2>$(FUZZ_DIR)/$$n.log \
+			|| { tail -n 40 $(FUZZ_DIR)/$$n.log; exit 1; }; \
+		grep -E 'stat::number_of_executed_units|stat::peak_rss' $(FUZZ_DIR)/$$n.log; \
+	done
+
+bench:
+	@bash tests/bench/proxy.sh
