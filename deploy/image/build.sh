@@ -18,6 +18,7 @@
 # usage: build.sh OUTDIR [PROXYVMD]
 # env:   PF_KERNEL_PKG   kernel package to use (default: the newest
 #                        linux-image-6.1.0-NN-cloud-amd64-unsigned apt knows)
+#        PF_IMAGE_DL     where downloaded .debs are kept (default OUTDIR/dl)
 #        SOURCE_DATE_EPOCH  mtime of every file in the initramfs
 set -euo pipefail
 
@@ -125,7 +126,7 @@ main() {
 	mkdir -p "$work/kernel" "$work/root"
 
 	pkg=$(kernel_pkg_pick)
-	deb=$(kernel_fetch "$out/dl" "$pkg")
+	deb=$(kernel_fetch "${PF_IMAGE_DL:-$out/dl}" "$pkg")
 	dpkg-deb -x "$deb" "$work/kernel"
 	kver=${pkg#linux-image-}
 	kver=${kver%-unsigned}

@@ -15,6 +15,7 @@
 #        vm.sh list [HOST]                                 running VMs
 # An IP without /PREFIX gets /24 (the region segment). The gateway is the
 # edge address of the region the first IPv4 address belongs to.
+# env: PF_VM_KERNEL, PF_VM_INITRD boot another image than build/image's.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -88,10 +89,11 @@ vm_render() {
 	cmdline+=" pf.redis=$PF_REDIS_ADDR pf.redis_pass=$PF_REDIS_PASS"
 	ipsxml=""
 	for a in ${ips//,/ }; do ipsxml+="<pf:ip>$a</pf:ip>"; done
-	[ -f "$PF_IMAGE_KERNEL" ] || die "no $PF_IMAGE_KERNEL: run make image"
+	local kernel=${PF_VM_KERNEL:-$PF_IMAGE_KERNEL} initrd=${PF_VM_INITRD:-$PF_IMAGE_INITRD}
+	[ -f "$kernel" ] && [ -f "$initrd" ] || die "no $kernel or $initrd: run make image"
 	sed -e "s|@NAME@|$id|g" -e "s|@VMID@|$id|g" -e "s|@ROLE@|$role|g" \
-		-e "s|@IPS_XML@|$ipsxml|g" -e "s|@KERNEL@|$PF_IMAGE_KERNEL|g" \
-		-e "s|@INITRD@|$PF_IMAGE_INITRD|g" -e "s|@CMDLINE@|$cmdline|g" \
+		-e "s|@IPS_XML@|$ipsxml|g" -e "s|@KERNEL@|$kernel|g" \
+		-e "s|@INITRD@|$initrd|g" -e "s|@CMDLINE@|$cmdline|g" \
 		-e "s|@BRIDGE@|$PF_VM_BRIDGE|g" -e "s|@MAC@|$(vm_mac "$id")|g" "$TEMPLATE"
 }
 

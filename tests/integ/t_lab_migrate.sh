@@ -28,6 +28,14 @@ EU2=$(uri 10.77.1.12)
 running_on() { timeout 10 virsh -q -c "$1" list --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
 
 t_check "image builds (make image)" make -C "$T_ROOT" --no-print-directory image
+# This test is about the lab and migration, so it always boots the busybox
+# stand-in (HTTP on port 80, /id names the VM). When build/image carries
+# proxyvmd, a private stand-in image is built next to the test.
+if [ "$(cat "$T_ROOT/build/image/proxyvmd.stamp" 2>/dev/null)" != stand-in ]; then
+	t_check "stand-in image builds" env PF_IMAGE_DL="$T_ROOT/build/image/dl" \
+		bash "$T_ROOT/deploy/image/build.sh" "$T_TMP/image"
+	export PF_VM_KERNEL=$T_TMP/image/vmlinuz PF_VM_INITRD=$T_TMP/image/initrd.img
+fi
 
 brought_up=0
 if [ -f $STATE_DIR/state ] && $LAB status 2>/dev/null | grep -qE '^eu-2 .* yes'; then
