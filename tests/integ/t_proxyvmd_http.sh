@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# t_proxyvmd_http: proxyvmd's HTTP side with real clients: curl forward
+# requests (Content-Length, chunked, uploads, keep-alive reuse), CONNECT to
+# an openssl TLS server, Basic auth (407), the SSRF guard (403), bad input
+# (malformed line, oversized head, a slow client), counters in Redis,
+# SIGHUP reload (good and bad), -n, and SIGTERM drain with a clean exit
+# (no leak reports under SANITIZE=1).
+. "$(dirname "$0")/lib.sh"
+
+base=$((20000 + ($$ % 400) * 10))
+P_HTTP=$base P_AUTH=$((base + 1)) P_ADMIN=$((base + 2)) P_BACK=$((base + 3))
+P_TLS=$((base + 4)) P_REDIS=$((base + 5)) P_NEW=$((base + 6))
+D=$T_TMP
+PX=$PF_BIN/proxyvmd
+
+# A small HTTP/1.1 keep-alive backend: /small, /chunked, /big, POST echoes
+# the body length it read (by Content-Length or chunked).
+cat >"$D/backend.py" <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"hello ", b"chunked ", b"world\n"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path == "/big":
+            body = b"x" * (4 << 20)
+        else:
+            body = b"small:" + self.headers.get("Host", "-").encode() + b"\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Conn-Seen", self.headers.get("Connection", "-"))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        n = 0
+        if self.headers.get("Transfer-Encoding", "") == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""): pass
+                    break
+                n += len(self.rfile.read(size)); self.rfile.readline()
+        else:
+            n = len(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        body = b"got %d\n" % n
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+python3 "$D/backend.py" "$P_BACK" >"$D/backend.log" 2>&1 &
+t_defer "kill $!"
+
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$D/key.pem" -out "$D/cert.pem" \
+	-days 1 -subj /CN=localhost >/dev/null 2>&1
+openssl s_server -accept "$P_TLS" -cert "$D/cert.pem" -key "$D/key.pem" -www -quiet \
+	>/dev/null 2>&1 &
+t_defer "kill $!"
+t_redis_start "$P_REDIS"
+
+HASH=$(printf 'wonderland\n' | "$PX" -H)
+t_match "proxyvmd -H prints a SHA-512 crypt hash" '^\$6\$' "$HASH"
+
+write_conf() {	# write_conf FILE [EXTRA LISTENER]
+	cat >"$1" <<EOF2
+vm = t-http
+[limits]
+header_max = 8k
+header_timeout = 2s
+idle_timeout = 10s
+connect_timeout = 3s
+drain_timeout = 5s
+[listener open]
+listen = 127.0.0.1:$P_HTTP
+auth = no
+[listener auth]
+listen = 127.0.0.1:$P_AUTH
+auth = yes
+[egress]
+allow = 127.0.0.0/8
+[admin]
+listen = 127.0.0.1:$P_ADMIN
+[redis]
+address = 127.0.0.1:$P_REDIS
+[user alice]
+password = $HASH
+EOF2
+	[ -n "${2:-}" ] && printf '[listener extra]\nlisten = 127.0.0.1:%s\nauth = no\n' "$2" >>"$1"
+	return 0
+}
+write_conf "$D/px.conf"
+
+# -n: a good file, a bad one (exit 2, one line naming file:line).
+out=$("$PX" -n -f "$D/px.conf" 2>&1); rc=$?
+t_eq "-n accepts a good config" "0 configuration OK" "$rc $out"
+printf 'vm = x\n[listener a]\nlisten = 127.0.0.1:1\nlisen = oops\n' >"$D/bad.conf"
+out=$("$PX" -n -f "$D/bad.conf" 2>&1); rc=$?
+t_eq "-n refuses a bad config with exit 2" 2 "$rc"
+t_eq "the error is one line with file:line" "$D/bad.conf:4: unknown key 'lisen' in section [listener a]" "$out"
+printf 'vm = x\n[listener a]\nlisten = 999.0.0.1:80\n' >"$D/bad2.conf"
+out=$("$PX" -n -f "$D/bad2.conf" 2>&1)
+t_match "a bad listen address names its line" "bad2.conf:3: bad address" "$out"
+
+"$PX" -d -f "$D/px.conf" 2>"$D/px.log" &
+PXPID=$!
+t_defer "kill -9 $PXPID"
+t_wait 5 curl -sf "http://127.0.0.1:$P_ADMIN/healthz" || t_fail "proxyvmd starts" "$(cat "$D/px.log")"
+t_wait 5 python3 -c "import socket; socket.create_connection(('127.0.0.1', $P_BACK))"
+
+X="-sS --max-time 10 -x http://127.0.0.1:$P_HTTP"
+tel() { redis-cli -p "$P_REDIS" hget pf:vm:t-http:tel "$1"; }
+alive() { [ -n "$(redis-cli -p "$P_REDIS" get pf:vm:t-http:alive)" ]; }
+if t_wait 5 alive; then t_ok "alive key appears"; else t_fail "alive key appears"; fi
+t_match "alive key has a TTL" '^[1-3][0-9]{3}$|^[0-9]{1,3}$' "$(redis-cli -p "$P_REDIS" pttl pf:vm:t-http:alive)"
+req0=$(tel requests)
+
+# --- forward proxying ------------------------------------------------------
+t_eq "GET with Content-Length" "small:127.0.0.1:$P_BACK" "$(curl $X "http://127.0.0.1:$P_BACK/small")"
+t_eq "GET by name (evdns, /etc/hosts)" "small:localhost:$P_BACK" "$(curl $X "http://localhost:$P_BACK/small")"
+t_eq "chunked response streamed" "hello chunked world" "$(curl $X "http://127.0.0.1:$P_BACK/chunked")"
+t_eq "4 MiB response intact" 4194304 "$(curl $X "http://127.0.0.1:$P_BACK/big" | wc -c)"
+head -c 300000 /dev/urandom >"$D/up.bin"
+t_eq "POST with Content-Length" "got 300000" "$(curl $X --data-binary @"$D/up.bin" "http://127.0.0.1:$P_BACK/post")"
+t_eq "POST chunked" "got 300000" "$(curl $X -H 'Transfer-Encoding: chunked' --data-binary @"$D/up.bin" "http://127.0.0.1:$P_BACK/post")"
+out=$(curl $X -v "http://127.0.0.1:$P_BACK/small" "http://127.0.0.1:$P_BACK/chunked" 2>&1)
+t_match "client keep-alive: second request reuses the connection" "Re-using existing connection" "$out"
+hdrs=$(curl $X -D - -o /dev/null -H 'Connection: X-Secret' -H 'X-Secret: 1' -H 'Proxy-Connection: keep-alive' "http://127.0.0.1:$P_BACK/small")
+t_match "Connection field not forwarded (backend saw none)" "X-Conn-Seen: -" "$hdrs"
+sleep 1.3
+t_eq "nine requests counted in Redis" 9 "$(( $(tel requests) - req0 ))"
+
+# --- CONNECT -----------------------------------------------------------------
+out=$(curl $X -k "https://127.0.0.1:$P_TLS/" 2>&1)
+t_match "CONNECT to a local TLS server" "s_server|Ciphers|TLS" "$out"
+out=$(curl $X -k -v "https://localhost:$P_TLS/" 2>&1)
+t_match "CONNECT by name answered 200" "HTTP/1.1 200 Connection established" "$out"
+
+# --- SSRF guard ----------------------------------------------------------------
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@"; }
+den0=$(tel err_denied)
+t_eq "RFC 1918 destination refused (403)" 403 "$(code -x "http://127.0.0.1:$P_HTTP" http://10.1.2.3/)"
+t_eq "metadata address refused (403)" 403 "$(code -x "http://127.0.0.1:$P_HTTP" http://169.254.169.254/latest/meta-data/)"
+t_eq "CONNECT to a private address refused (403)" 403 "$(curl -s -o /dev/null -w '%{http_connect}' --max-time 10 -p -x "http://127.0.0.1:$P_HTTP" http://192.168.1.1:443/)"
+t_eq "IPv6 loopback refused (not allow-listed)" 403 "$(code -x "http://127.0.0.1:$P_HTTP" "http://[::1]:$P_BACK/")"
+t_eq "https URIs need CONNECT (400)" 400 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --proxy-insecure -x "http://127.0.0.1:$P_HTTP" --request-target https://x/ http://127.0.0.1:$P_BACK/)"
+t_eq "nothing listening: 502" 502 "$(code -x "http://127.0.0.1:$P_HTTP" http://127.0.0.1:1/)"
+
+# --- authentication ----------------------------------------------------------
+A="http://127.0.0.1:$P_AUTH"
+af0=$(tel auth_fail)
+t_eq "no credentials: 407" 407 "$(code -x "$A" "http://127.0.0.1:$P_BACK/small")"
+hdrs=$(curl -s -D - -o /dev/null -x "$A" "http://127.0.0.1:$P_BACK/small")
+t_match "407 carries Proxy-Authenticate" "Proxy-Authenticate: Basic" "$hdrs"
+t_eq "wrong password: 407" 407 "$(code -x "$A" -U alice:wrong "http://127.0.0.1:$P_BACK/small")"
+t_eq "unknown user: 407" 407 "$(code -x "$A" -U bob:wonderland "http://127.0.0.1:$P_BACK/small")"
+t_eq "right password: 200" 200 "$(code -x "$A" -U alice:wonderland "http://127.0.0.1:$P_BACK/small")"
+t_eq "right password again (cached): 200" 200 "$(code -x "$A" -U alice:wonderland "http://127.0.0.1:$P_BACK/small")"
+t_eq "CONNECT with credentials" 0 "$(curl -sk -o /dev/null --max-time 10 -x "$A" -U alice:wonderland "https://127.0.0.1:$P_TLS/"; echo $?)"
+sleep 1.3
+t_eq "auth_fail moved by 4 (missing or bad credentials)" 4 "$(( $(tel auth_fail) - af0 ))"
+t_eq "err_denied moved by 4" 4 "$(( $(tel err_denied) - den0 ))"
+
+# --- bad input ----------------------------------------------------------------
+raw() { python3 - "$P_HTTP" "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+out = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        out += d
+except Exception as e:
+    out += b"EXC " + str(e).encode()
+print(out.split(b"\r\n")[0].decode("latin-1"))
+PY
+}
+t_match "malformed request line: 400" "^HTTP/1.1 400" "$(raw 'GET  / HTTP/1.1\r\n\r\n')"
+t_match "origin-form request: 400" "^HTTP/1.1 400" "$(raw 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')"
+t_match "binary garbage: 400" "^HTTP/1.1 400" "$(raw '\x16\x03\x01\x00\xa5\x01\x00')"
+t_match "smuggling (CL + TE): 400" "^HTTP/1.1 400" "$(raw 'POST http://127.0.0.1:1/ HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n')"
+big=$(python3 -c "print('X-Big: ' + 'a' * 9000, end='')")
+t_match "oversized head: 431" "^HTTP/1.1 431" "$(raw "GET http://127.0.0.1:$P_BACK/ HTTP/1.1\r\n$big\r\n\r\n")"
+t0=$(date +%s%N)
+out=$(python3 - "$P_HTTP" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=15)
+import select
+resp = b""
+try:
+    for ch in b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: x\r\n":
+        s.send(bytes([ch]))
+        if select.select([s], [], [], 1)[0]:
+            break
+    resp = s.recv(1000)
+except Exception as e:
+    resp = str(e).encode()
+print(resp.split(b"\r\n")[0].decode())
+PY
+)
+ms=$((($(date +%s%N) - t0) / 1000000))
+t_match "one byte a second: 408 at the header deadline" "^HTTP/1.1 408" "$out"
+t_le "slow client cut within 4 s" "$ms" 4000
+t_eq "still serving after bad input" "small:127.0.0.1:$P_BACK" "$(curl $X "http://127.0.0.1:$P_BACK/small")"
+
+# --- SIGHUP ----------------------------------------------------------------
+# A slow download runs across the reloads: it must finish intact.
+curl -sS --max-time 20 --limit-rate 1M -x "http://127.0.0.1:$P_HTTP" -o "$D/slow.out" \
+	"http://127.0.0.1:$P_BACK/big" &
+slow=$!
+sleep 0.5
+write_conf "$D/px.conf" "$P_NEW"
+kill -HUP $PXPID
+t_wait 5 curl -sf -o /dev/null -x "http://127.0.0.1:$P_NEW" "http://127.0.0.1:$P_BACK/small"
+t_eq "SIGHUP opened the new listener" "small:127.0.0.1:$P_BACK" "$(curl -sS -x "http://127.0.0.1:$P_NEW" "http://127.0.0.1:$P_BACK/small")"
+cp "$D/px.conf" "$D/px.good"
+echo "bogus line without equals" >>"$D/px.conf"
+kill -HUP $PXPID
+t_wait 5 grep -q "reload refused" "$D/px.log"
+t_match "a bad reload is refused with file:line" "reload refused error=\"$D/px.conf:[0-9]+:" "$(grep 'reload refused' "$D/px.log")"
+t_eq "old config still serves" "small:127.0.0.1:$P_BACK" "$(curl $X "http://127.0.0.1:$P_BACK/small")"
+wait $slow
+t_eq "download across two reloads finished intact" 4194304 "$(wc -c <"$D/slow.out")"
+cp "$D/px.good" "$D/px.conf"
+
+# --- telemetry and metrics ---------------------------------------------------
+sleep 1.2
+t_match "tel hash carries the documented fields" "bytes_up.*bytes_down.*conns_active.*conns_total.*requests" \
+	"$(redis-cli -p "$P_REDIS" hkeys pf:vm:t-http:tel | tr '\n' ' ')"
+t_le "bytes_down counts the 4 MiB bodies" 8388608 "$(tel bytes_down)"
+t_le "bytes_up counts the uploads" 600000 "$(tel bytes_up)"
+m=$(curl -s "http://127.0.0.1:$P_ADMIN/metrics")
+t_match "Prometheus endpoint" 'proxyvmd_requests_total\{vm="t-http"\} [0-9]+' "$m"
+t_match "Prometheus redis_up" 'proxyvmd_redis_up\{vm="t-http"\} 1' "$m"
+
+# --- Redis down and back -------------------------------------------------------
+redis-cli -p "$P_REDIS" shutdown nosave >/dev/null 2>&1
+sleep 1.5
+t_eq "Redis down: still proxying" "small:127.0.0.1:$P_BACK" "$(curl $X "http://127.0.0.1:$P_BACK/small")"
+sleep 1.5
+t_eq "one 'redis down' line, not one per second" 1 "$(grep -c 'redis down' "$D/px.log")"
+
+# --- SIGTERM drain -----------------------------------------------------------
+kill -TERM $PXPID
+for _ in $(seq 100); do kill -0 $PXPID 2>/dev/null || break; sleep 0.1; done
+wait $PXPID; rc=$?
+t_eq "SIGTERM: exit 0" 0 "$rc"
+t_match "drain logged" "drain start" "$(cat "$D/px.log")"
+if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$D/px.log"; then
+	t_fail "no sanitizer reports" "$(grep -A20 -E 'ERROR: |runtime error' "$D/px.log" | head -40)"
+else
+	t_ok "no sanitizer reports"
+fi
+t_done
