@@ -85,7 +85,7 @@ spawn() {
 	local name=$1 logf=$2 pidf
 	shift 2
 	pidf=$(mktemp "$STATE_DIR/.pid.XXXXXX")
-	setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" </dev/null >>"$logf" 2>&1 &
+	setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" </dev/null >>"$logf" 2>&1 9<&- &
 	local i=0
 	while [ ! -s "$pidf" ]; do
 		i=$((i + 1))
@@ -500,10 +500,18 @@ cmd_cpu() {
 		'BEGIN { printf "lab CPU over %d s with %d VMs: %.1f%% of one core\n", s, n, 100 * d / hz / s }'
 }
 
+# lab_lock: one up or down at a time. The lock is on this script's folder,
+# so there is no lock file to leave behind; spawn() closes fd 9 so that
+# the daemons do not inherit the lock.
+lab_lock() {
+	exec 9<"$ROOT/deploy/lab"
+	flock -w 120 9 || die "another lab.sh up/down holds the lock"
+}
+
 main() {
 	case "${1:-}" in
-	up) cmd_up ;;
-	down) cmd_down ;;
+	up) lab_lock; cmd_up ;;
+	down) lab_lock; cmd_down ;;
 	status) cmd_status ;;
 	env) lab_env_write; cat "$LAB_ENV" ;;
 	cpu) cmd_cpu "${2:-10}" ;;

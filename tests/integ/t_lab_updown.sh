@@ -49,7 +49,7 @@ t_match "status: us-1" '^us-1 +us +10\.77\.2\.11 +qemu\+tcp://10\.77\.2\.11/syst
 
 # shellcheck source=/dev/null
 . "$T_ROOT/build/lab/lab.env"
-t_eq "lab.env: us-1 URI" "qemu+tcp://10.77.2.11/system" "$PF_HOST_us_1_URI"
+t_eq "lab.env: us-1 URI" "qemu+tcp://10.77.2.11/system" "${PF_HOST_us_1_URI:-}"
 t_eq "redis answers with the password" "PONG" \
 	"$(REDISCLI_AUTH=$PF_REDIS_PASS redis-cli -h "$PF_REDIS_HOST" -p "$PF_REDIS_PORT" ping 2>&1)"
 t_match "redis refuses without it" 'NOAUTH' "$(redis-cli -h "$PF_REDIS_HOST" -p "$PF_REDIS_PORT" ping 2>&1)"
