@@ -41,5 +41,8 @@ fuzz: $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
 		grep -E 'stat::number_of_executed_units|stat::peak_rss' $(FUZZ_DIR)/$$n.log; \
 	done
 
-bench:
+# make bench runs every component's benchmark; this one alone: make bench-proxy
+.PHONY: bench-proxy
+bench: bench-proxy
+bench-proxy:
 	@bash tests/bench/proxy.sh
