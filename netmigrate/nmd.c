@@ -367,8 +367,8 @@ nmd_term(int signo, void *arg)
 static _Noreturn void
 nmd_usage(void)
 {
-	fprintf(stderr, "usage: netmigrated -c FILE [-n] [-d]\n"
-	    "  -c FILE  configuration (INI, see docs/netmigrate.md)\n"
+	fprintf(stderr, "usage: netmigrated -f FILE [-n] [-d]\n"
+	    "  -f FILE  configuration (INI, see docs/netmigrate.md)\n"
 	    "  -n       check the configuration, print \"configuration OK\" and exit\n"
 	    "  -d       debug logging\n");
 	exit(2);
@@ -411,9 +411,9 @@ main(int argc, char **argv)
 	int ch, check = 0, debug = 0, port, rc;
 	const char *colon;
 
-	while ((ch = getopt(argc, argv, "c:nd")) != -1) {
+	while ((ch = getopt(argc, argv, "f:nd")) != -1) {
 		switch (ch) {
-		case 'c': env.conf_path = optarg; break;
+		case 'f': env.conf_path = optarg; break;
 		case 'n': check = 1; break;
 		case 'd': debug = 1; break;
 		default: nmd_usage();

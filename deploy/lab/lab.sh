@@ -6,8 +6,9 @@
 #                                            └─ pfc0 ─── pf-client
 #
 # Each host is a network + mount namespace with its own virtlogd and libvirtd
-# (TCP listener on its region address), private tmpfs state, and a VM bridge
-# br0 that carries its address and its uplink to the region bridge. The
+# (TCP listener on its region address), private tmpfs state, a VM bridge br0
+# that carries its address and its uplink to the region bridge, and (once
+# built) its netmigrated agent; one more agent runs on the edge router. The
 # address plan is fixed (docs/lab.md) and written to build/lab/lab.env for the
 # other tools. docs/lab.md has the picture and the reasons.
 #
@@ -232,6 +233,9 @@ host_up() {
 	ip -n "$ns" link set br0 up
 	ip -n "$ns" route add default via "$(region_gw "$region")"
 	ip -n "$ns" -6 route add default via "$(region_gw6 "$region")"
+	# A host delivers the service IPs of VMs away from their home region:
+	# the edge routes them to the host, the host forwards them onto br0.
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 
 	spawn "virtlogd-$h" "$dir/virtlogd.log" nsenter -t "$holder" -m -n -- virtlogd >/dev/null
 	spawn "libvirtd-$h" "$dir/libvirtd.log" nsenter -t "$holder" -m -n -- libvirtd --listen >/dev/null
@@ -283,6 +287,63 @@ host_mounts() {
 }
 
 host_answers() { timeout 5 virsh -c "$(host_uri "$1")" version >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- agents
+
+NETMIGRATED=$ROOT/build/bin/netmigrated
+
+# agent_up NAME NETNS ROLE: netmigrated for NAME (a host, or the edge) in
+# its network namespace, when the binary is built. `ip netns exec` gives it
+# the namespace's /sys too, which its metrics read.
+agent_up() {
+	local name=$1 ns=$2 role=$3 dir="$STATE_DIR/agents/$1" fence=yes
+	mkdir -p "$dir"
+	# The edge keeps its routes when cut off from Redis: dropping every /32
+	# would cut every moved IP off (docs/netmigrate.md).
+	[ "$role" = edge ] && fence=no
+	umask 077
+	cat >"$dir/netmigrated.conf" <<CONF
+[netmigrated]
+host = $name
+role = $role
+redis = $MGMT_ROOT_IP:$REDIS_PORT
+redis_password = $(lab_env_get PF_REDIS_PASS)
+lease = 3s
+vm_bridge = br0
+uplink = eth0
+fence = $fence
+
+[announce]
+initial = 50ms
+step = 100ms
+max = 550ms
+rounds = 3
+CONF
+	umask 022
+	spawn "netmigrated-$name" "$dir/netmigrated.log" \
+		ip netns exec "$ns" "$NETMIGRATED" -f "$dir/netmigrated.conf" >/dev/null
+}
+
+agent_has_lease() {
+	REDISCLI_AUTH=$(lab_env_get PF_REDIS_PASS) redis-cli -h "$MGMT_ROOT_IP" -p "$REDIS_PORT" \
+		exists "pf:host:$1:lease" 2>/dev/null | grep -qx 1
+}
+
+agents_up() {
+	local h
+	if [ ! -x "$NETMIGRATED" ]; then
+		log "no $NETMIGRATED: hosts run without agents (run make first)"
+		return 0
+	fi
+	agent_up edge "$EDGE_NS" edge
+	for h in "${HOSTS[@]}"; do
+		agent_up "$h" "$(host_netns "$h")" host
+	done
+	for h in edge "${HOSTS[@]}"; do
+		wait_for 10 agent_has_lease "$h" ||
+			die "netmigrated for $h holds no lease (see $STATE_DIR/agents/$h/netmigrated.log)"
+	done
+}
 
 # ---------------------------------------------------------------- lab.env
 
@@ -350,7 +411,10 @@ lab_healthy() {
 		state_pid "libvirtd-$h" >/dev/null || return 1
 		state_pid "virtlogd-$h" >/dev/null || return 1
 		host_answers "$h" || return 1
+		if [ -x "$NETMIGRATED" ]; then state_pid "netmigrated-$h" >/dev/null || return 1; fi
 	done
+	if [ -x "$NETMIGRATED" ]; then state_pid netmigrated-edge >/dev/null || return 1; fi
+	return 0
 }
 
 # lab_netns_names: the names of every namespace the lab makes.
@@ -403,6 +467,7 @@ cmd_up() {
 		wait_for 60 host_answers "$h" ||
 			die "libvirtd on $h does not answer at $(host_uri "$h") (see $(host_dir "$h")/libvirtd.log)"
 	done
+	agents_up
 	lab_env_write
 	log "up in $((SECONDS - t0)) s; address plan in $LAB_ENV"
 	cmd_status
@@ -465,6 +530,11 @@ cmd_status() {
 		fi
 		printf '%-6s %-6s %-12s %-30s %-9s %s\n' "$h" "$(host_region "$h")" "$(host_ip "$h")" "$uri" "$ok" "$vms"
 	done
+	local agents=""
+	for h in edge "${HOSTS[@]}"; do
+		if agent_has_lease "$h"; then agents+=" $h:lease"; else agents+=" $h:none"; fi
+	done
+	echo "agents (netmigrated):$agents"
 	if redis_ping 2>/dev/null; then v=yes; else v=no; fi
 	echo "redis $MGMT_ROOT_IP:$REDIS_PORT answers: $v; client netns $CLIENT_NS (10.77.0.2); edge $EDGE_NS; env $LAB_ENV"
 }

@@ -40,16 +40,16 @@ uplink = nmt-up
 initial = 50ms
 rounds = 2
 CONF
-t_eq "netmigrated -n checks the configuration" "configuration OK" "$($PF_BIN/netmigrated -c $T_TMP/nmd.conf -n 2>&1)"
+t_eq "netmigrated -n checks the configuration" "configuration OK" "$($PF_BIN/netmigrated -f $T_TMP/nmd.conf -n 2>&1)"
 printf '[netmigrated]\nhost = x\nlease = 2 weeks\n' >$T_TMP/bad.conf
-out=$($PF_BIN/netmigrated -c $T_TMP/bad.conf -n 2>&1); rc=$?
+out=$($PF_BIN/netmigrated -f $T_TMP/bad.conf -n 2>&1); rc=$?
 t_match "a bad configuration names file and line" "^netmigrated: $T_TMP/bad.conf:3: " "$out"
 t_eq "... and exits 2" 2 $rc
 
 LOG=$T_TMP/agent.log
 AGENT=
 agent_start() {
-	ip netns exec $NS $PF_BIN/netmigrated -c $T_TMP/nmd.conf >>$LOG 2>&1 &
+	ip netns exec $NS $PF_BIN/netmigrated -f $T_TMP/nmd.conf >>$LOG 2>&1 &
 	AGENT=$!
 	t_defer "kill $AGENT"
 }
