@@ -448,6 +448,13 @@ main(int argc, char **argv)
 			fatalx("dns nameserver=%s is not an IP address", env.conf->nameserver);
 	} else {
 		env.evdns = evdns_base_new(env.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (!env.evdns) {
+			/* No usable /etc/resolv.conf (an appliance without pf.dns):
+			 * keep proxying; requests by IP work, names fail as DNS errors. */
+			log_warnx("dns: no nameserver in /etc/resolv.conf; names will not "
+			    "resolve, IP literals still work");
+			env.evdns = evdns_base_new(env.base, 0);
+		}
 	}
 	if (!env.evdns)
 		fatalx("cannot start the resolver");

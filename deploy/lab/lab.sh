@@ -175,6 +175,22 @@ edge_up() {
 	ip route add "$LAB_NET" via "$MGMT_EDGE_IP" dev "$MGMT_IF"
 }
 
+# ---------------------------------------------------------------- origin
+# The lab's stand-in for the internet: busybox httpd on the edge's client
+# side, serving a small page and a 4 MiB object for throughput.
+
+ORIGIN_IP=10.77.0.1
+ORIGIN_PORT=8080
+
+origin_up() {
+	local dir="$STATE_DIR/origin"
+	mkdir -p "$dir/www"
+	echo "proxyfleet lab origin" >"$dir/www/index.html"
+	head -c 4194304 /dev/zero >"$dir/www/4m.bin"
+	spawn origin "$dir/origin.log" ip netns exec "$EDGE_NS" \
+		busybox httpd -f -p "$ORIGIN_IP:$ORIGIN_PORT" -h "$dir/www" >/dev/null
+}
+
 # ---------------------------------------------------------------- redis
 
 redis_up() {
@@ -366,6 +382,8 @@ lab_env_write() {
 		echo "PF_CLIENT_NETNS=$CLIENT_NS"
 		echo "PF_CLIENT_IP=10.77.0.2"
 		echo "PF_CLIENT_GW=10.77.0.1"
+		echo "PF_ORIGIN_URL=http://$ORIGIN_IP:$ORIGIN_PORT/"
+		echo "PF_ORIGIN_NET=10.77.0.0/24"
 		echo "PF_MGMT_IF=$MGMT_IF"
 		echo "PF_MGMT_ROOT_IP=$MGMT_ROOT_IP"
 		echo "PF_MGMT_EDGE_IP=$MGMT_EDGE_IP"
@@ -404,6 +422,7 @@ lab_env_write() {
 lab_healthy() {
 	[ -f "$STATE" ] && [ -f "$LAB_ENV" ] || return 1
 	state_pid redis >/dev/null || return 1
+	state_pid origin >/dev/null || return 1
 	redis_ping || return 1
 	local h
 	for h in "${HOSTS[@]}"; do
@@ -459,6 +478,7 @@ cmd_up() {
 	: >"$STATE"
 	lab_env_write
 	edge_up
+	origin_up
 	redis_up
 	for h in "${HOSTS[@]}"; do
 		host_up "$h"

@@ -87,6 +87,9 @@ vm_render() {
 	gw=${!gw}
 	cmdline="console=ttyS0 quiet panic=-1 pf.vm=$id pf.ip=$ips pf.gw=$gw pf.role=$role"
 	cmdline+=" pf.redis=$PF_REDIS_ADDR pf.redis_pass=$PF_REDIS_PASS"
+	# The lab's "internet" (client and origin) is a private range: let the
+	# proxies reach it through the SSRF guard.
+	[ -n "${PF_ORIGIN_NET:-}" ] && cmdline+=" pf.allow=$PF_ORIGIN_NET"
 	ipsxml=""
 	for a in ${ips//,/ }; do ipsxml+="<pf:ip>$a</pf:ip>"; done
 	local kernel=${PF_VM_KERNEL:-$PF_IMAGE_KERNEL} initrd=${PF_VM_INITRD:-$PF_IMAGE_INITRD}
