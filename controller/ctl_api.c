@@ -60,9 +60,13 @@ ctl_api_json(struct evhttp_request *req, int code, cJSON *j)
 	if (s) {
 		size_t n = strlen(s);
 
-		s = realloc(s, n + 2);
-		s[n] = '\n';
-		ctl_api_send(req, code, code < 300 ? "OK" : "Error", "application/json", s, n + 1);
+		char *t = realloc(s, n + 2);
+
+		if (t) {
+			s = t;
+			s[n++] = '\n';
+		}
+		ctl_api_send(req, code, code < 300 ? "OK" : "Error", "application/json", s, n);
 	} else {
 		ctl_api_send(req, 500, "Error", "application/json", oom, sizeof(oom) - 1);
 	}
@@ -116,6 +120,7 @@ ctl_api_hosts(struct fleetd *env)
 		cJSON_AddBoolToObject(o, "lease", h->lease_ok);
 		cJSON_AddStringToObject(o, "state", h->maintenance ? "maintenance" :
 		    h->draining ? "draining" : "active");
+		cJSON_AddStringToObject(o, "drain_blocked", h->drain_blocked);
 		cJSON_AddNumberToObject(o, "vms", h->nvms);
 		cJSON_AddNumberToObject(o, "mem_used", (double)h->mem_used);
 		cJSON_AddNumberToObject(o, "mem_capacity", (double)h->conf->memory);
@@ -302,9 +307,11 @@ ctl_api_migrate(struct ctl_api *api, struct evhttp_request *req)
 	reason = ctl_api_str(body, "reason");
 	if (!vm || !to) {
 		ctl_api_error(req, 400, "fields 'vm' and 'to' (strings) are required");
-	} else if (ctl_mig_start(api->env, vm, to, reason ? reason : "operator", &id, why,
+	} else if (ctl_mig_start(api->env, vm, to, reason ? reason : "operator", 0, &id, why,
 	    sizeof(why)) < 0) {
-		int code = strncmp(why, "no VM", 5) == 0 || strncmp(why, "no host", 7) == 0 ? 404 : 409;
+		int code = strncmp(why, "no VM", 5) == 0 || strncmp(why, "no host", 7) == 0 ? 404 :
+		    strcmp(why, "out of memory") == 0 ? 500 : strcmp(why, "fleetd is stopping") == 0 ?
+		    503 : 409;
 
 		ctl_api_error(req, code, "%s", why);
 	} else {

@@ -8,17 +8,23 @@
  * job statistics every 200 ms, posts progress, and aborts the job on
  * timeout or cancel), cutover (as soon as the destination reports the
  * domain resumed, order the announcement on the destination, the edge route
- * when the VM is away from its home region, and the withdrawal on the
+ * while the VM is away from its home region, and the withdrawal on the
  * source), verify (acks in, telemetry flowing again) and an end: done,
  * failed or cancelled. Only the loop thread touches the record's phase and
  * the model; the threads see a frozen copy of what they need (struct
  * ctl_mig_job) and report through ctl_post.
  *
  * A failed or aborted migration leaves the VM running on the source: the
- * libvirt job is aborted before the source is paused for good, and the
- * routes a prepare installed on the destination are withdrawn again. The
- * announcement only ever follows the destination's resume, so two running
- * copies never announce the same IP.
+ * libvirt job is aborted before the source is paused for good, and what a
+ * prepare installed on the destination is withdrawn again. Should libvirt
+ * report a failure after the destination already resumed, the outcome
+ * follows where the VM really runs: on the destination it is a migration
+ * that succeeded; back on the source, the source announces again. The
+ * announcement only ever follows a resume, so two running copies never
+ * announce the same IP.
+ *
+ * A shut-off VM (a warm standby) moves offline: its definition moves, with
+ * no copy, no cutover and nothing to announce.
  */
 #include "controller/fleetd.h"
 #include "controller/ctl_post.h"
@@ -28,6 +34,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +64,9 @@ struct ctl_mig_job {
 	unsigned long flags;
 	unsigned long long bandwidth;
 	long long max_downtime_ms, timeout_ms;
-	volatile int cancel;
-	volatile int finished;	/* migration call returned: poller stops */
+	atomic_int cancel;	/* set by the loop */
+	atomic_int timed_out;	/* set by the poller */
+	atomic_int finished;	/* the migration call returned: poller stops */
 };
 
 struct ctl_mig {
@@ -68,20 +76,22 @@ struct ctl_mig {
 	char vm[CTL_NAME_MAX];
 	int src, dst;
 	char reason[64];
-	int away;		/* VM's IPs belong to another region than dst's */
-	int src_away;		/* ... than src's: the edge had a route to src */
+	int offline;		/* a shut-off VM: definition only */
+	int away;		/* dst is outside the VM's home region */
+	int src_away;		/* ... and src was */
+	int home;		/* the VM's home region, -1 unknown */
 	enum ctl_mig_phase phase;
 	int64_t wall_start_ms;
 	int64_t t0, t_job, t_paused, t_resume, t_announced, t_end;	/* mono ms */
 	double percent;
 	uint64_t total, processed, remaining, bps;
 	int64_t eta_ms, downtime_ms, libvirt_ms;
-	int migrated;		/* libvirt reported success */
+	int migrated;		/* the VM runs on the destination */
 	int pending_orders;
 	int orders_failed;
 	int tel_resumed;
 	char error[256];
-	char note[160];
+	char note[200];
 	struct ctl_mig_job *job;
 	pthread_t thread;
 	int thread_running;
@@ -104,39 +114,42 @@ ctl_mig_live(const struct ctl_mig *m)
 	return m->phase < MIG_DONE;
 }
 
-/* Region whose prefix holds ip ("a.b.c.d/len"), by the region's hosts'
- * addresses: a VM is home when its first IP shares the /24... of the host
- * region's own addresses. The lab and most providers give each region its
- * own prefix; config `[region] prefix` would make it explicit. */
+/* Same IPv4 /24 (the lab's and many providers' per-region prefix size). */
 static int
 ctl_ip_same_net(const char *ip, const char *addr)
 {
 	const char *a = strrchr(ip, '.'), *b = strrchr(addr, '.');
 
-	if (!a || !b || a - ip != b - addr)
+	if (!a || !b || a - ip != b - addr || strchr(ip, ':'))
 		return 0;
 	return strncmp(ip, addr, (size_t)(a - ip)) == 0;
 }
 
+/* The region whose hosts share the VM's first IP's prefix: its home. */
 static int
-ctl_vm_away_from(const struct fleetd *env, const struct ctl_vm *vm, int host)
+ctl_vm_home(const struct fleetd *env, const struct ctl_vm *vm)
 {
-	if (vm->meta.nips == 0 || host < 0)
-		return 0;
-	return !ctl_ip_same_net(vm->meta.ips[0], env->model.hosts[host].conf->address);
+	if (vm->meta.nips == 0)
+		return -1;
+	for (int h = 0; h < env->model.nhosts; h++)
+		if (ctl_ip_same_net(vm->meta.ips[0], env->model.hosts[h].conf->address))
+			return env->model.hosts[h].region;
+	return -1;
 }
 
 static const char *
-ctl_edge_of(const struct fleetd *env, int host)
+ctl_edge_of_region(const struct fleetd *env, int region)
 {
-	int r = env->model.hosts[host].region;
-
-	if (r < 0 || !env->conf->regions[r].edge[0])
+	if (region < 0 || !env->conf->regions[region].edge[0])
 		return NULL;
-	return env->conf->regions[r].edge;
+	return env->conf->regions[region].edge;
 }
 
-static void ctl_mig_finish(struct ctl_mig *m, enum ctl_mig_phase end, const char *error);
+static const struct ctl_conf_host *
+ctl_hconf(const struct fleetd *env, int h)
+{
+	return env->model.hosts[h].conf;
+}
 
 /* ----- threads ---------------------------------------------------------- */
 
@@ -144,7 +157,7 @@ struct ctl_mig_msg {
 	struct ctl_mig_job *job;
 	int kind;	/* 0 progress, 1 result */
 	uint64_t total, processed, remaining, bps;
-	int64_t elapsed_ms, remaining_ms, downtime_ms;
+	int64_t downtime_ms;
 	int ok;
 	int dst_running, src_running;
 	char error[256];
@@ -156,8 +169,14 @@ static void
 ctl_mig_send(struct ctl_mig_job *j, struct ctl_mig_msg *msg)
 {
 	msg->job = j;
-	if (ctl_post(j->post, ctl_mig_on_msg, msg) < 0)
-		free(msg);
+	/* A result must arrive, or the record never ends: retry on ENOMEM. */
+	while (ctl_post(j->post, ctl_mig_on_msg, msg) < 0) {
+		if (msg->kind == 0) {
+			free(msg);
+			return;
+		}
+		usleep(10000);
+	}
 }
 
 static uint64_t
@@ -182,16 +201,20 @@ ctl_mig_poller(void *arg)
 	int64_t start = clock_mono_ms();
 	int aborted = 0;
 
-	while (!j->finished) {
+	while (!atomic_load(&j->finished)) {
 		virTypedParameterPtr params = NULL;
 		int n = 0, type = 0;
 
 		usleep(CTL_MIG_POLL_MS * 1000);
-		if (j->finished)
+		if (atomic_load(&j->finished))
 			break;
-		if (!aborted && (j->cancel || clock_mono_ms() - start > j->timeout_ms)) {
-			aborted = 1;
-			virDomainAbortJob(p->dom);
+		if (!aborted && clock_mono_ms() - start > j->timeout_ms)
+			atomic_store(&j->timed_out, 1);
+		if (!aborted && (atomic_load(&j->cancel) || atomic_load(&j->timed_out))) {
+			/* Retried on the next poll when libvirt refuses. */
+			if (virDomainAbortJob(p->dom) == 0)
+				aborted = 1;
+			virResetLastError();
 			continue;
 		}
 		if (virDomainGetJobStats(p->dom, &type, &params, &n, 0) < 0) {
@@ -207,7 +230,6 @@ ctl_mig_poller(void *arg)
 				msg->processed = ctl_param_u64(params, n, VIR_DOMAIN_JOB_DATA_PROCESSED);
 				msg->remaining = ctl_param_u64(params, n, VIR_DOMAIN_JOB_DATA_REMAINING);
 				msg->bps = ctl_param_u64(params, n, VIR_DOMAIN_JOB_MEMORY_BPS);
-				msg->elapsed_ms = (int64_t)ctl_param_u64(params, n, VIR_DOMAIN_JOB_TIME_ELAPSED);
 				ctl_mig_send(j, msg);
 			}
 		}
@@ -216,7 +238,7 @@ ctl_mig_poller(void *arg)
 	return NULL;
 }
 
-/* After the call returned: where does the domain run now? */
+/* After the call returned: does the domain run on host? 1, 0, -1 unknown. */
 static int
 ctl_mig_running_on(struct ctl_virt *virt, int host, const char *vm)
 {
@@ -225,7 +247,7 @@ ctl_mig_running_on(struct ctl_virt *virt, int host, const char *vm)
 	int st = 0, reason = 0, running = -1;
 
 	if (!c)
-		return -1;	/* unknown */
+		return -1;
 	d = virDomainLookupByName(c, vm);
 	if (!d) {
 		running = 0;
@@ -239,7 +261,8 @@ ctl_mig_running_on(struct ctl_virt *virt, int host, const char *vm)
 	return running;
 }
 
-/* Downtime as the destination's completed-job statistics report it. */
+/* Downtime as the destination's completed-job statistics report it (the
+ * source forgets the job when it undefines the domain). */
 static int64_t
 ctl_mig_downtime(struct ctl_virt *virt, int host, const char *vm)
 {
@@ -270,7 +293,7 @@ static void *
 ctl_mig_worker(void *arg)
 {
 	struct ctl_mig_job *j = arg;
-	struct ctl_mig_msg *res = calloc(1, sizeof(*res));
+	struct ctl_mig_msg *res;
 	virTypedParameterPtr params = NULL;
 	int n = 0, max = 0;
 	virConnectPtr src;
@@ -279,9 +302,10 @@ ctl_mig_worker(void *arg)
 	struct ctl_poller pd;
 	int polling = 0;
 
-	if (!res)
-		return NULL;
+	while (!(res = calloc(1, sizeof(*res))))
+		usleep(10000);
 	res->kind = 1;
+	res->downtime_ms = -1;
 	src = ctl_virt_conn(j->virt, j->src);
 	if (!src) {
 		str_copy(res->error, "source host is not connected", sizeof(res->error));
@@ -292,7 +316,8 @@ ctl_mig_worker(void *arg)
 		ctl_virt_errmsg(res->error, sizeof(res->error));
 		goto out;
 	}
-	if (virDomainMigrateSetMaxDowntime(dom, (unsigned long long)j->max_downtime_ms, 0) < 0)
+	if (!(j->flags & VIR_MIGRATE_OFFLINE) &&
+	    virDomainMigrateSetMaxDowntime(dom, (unsigned long long)j->max_downtime_ms, 0) < 0)
 		virResetLastError();	/* older QEMU: keep its default */
 	virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, j->migrate_uri);
 	if (j->bandwidth)
@@ -304,18 +329,21 @@ ctl_mig_worker(void *arg)
 		res->ok = 1;
 	} else {
 		ctl_virt_errmsg(res->error, sizeof(res->error));
-		if (j->cancel && !strstr(res->error, "cancel"))
+		if (atomic_load(&j->timed_out))
+			snprintf(res->error, sizeof(res->error), "timed out after %lld ms: libvirt job aborted",
+			    j->timeout_ms);
+		else if (atomic_load(&j->cancel))
 			str_copy(res->error, "cancelled by operator", sizeof(res->error));
 	}
-	j->finished = 1;
+	atomic_store(&j->finished, 1);
 	if (polling)
 		pthread_join(poller, NULL);
-	if (res->ok)
+	if (res->ok && !(j->flags & VIR_MIGRATE_OFFLINE))
 		res->downtime_ms = ctl_mig_downtime(j->virt, j->dst, j->vm);
 	res->dst_running = ctl_mig_running_on(j->virt, j->dst, j->vm);
 	res->src_running = ctl_mig_running_on(j->virt, j->src, j->vm);
 out:
-	j->finished = 1;
+	atomic_store(&j->finished, 1);
 	virTypedParamsFree(params, n);
 	if (dom)
 		virDomainFree(dom);
@@ -336,15 +364,14 @@ ctl_mig_journal_end(struct ctl_mig *m)
 	int64_t handover = m->t_announced && m->t_resume ? m->t_announced - m->t_resume : -1;
 
 	ctl_journal(env, "migration",
-	    "%s id=%u vm=%s from=%s to=%s reason=%s total_ms=%lld libvirt_ms=%lld "
+	    "%s id=%u vm=%s from=%s to=%s reason=%s mode=%s total_ms=%lld libvirt_ms=%lld "
 	    "downtime_ms=%lld bytes=%llu handover_ms=%lld telemetry=%s%s%s%s%s",
-	    ctl_mig_phases[m->phase], m->id, m->vm, env->model.hosts[m->src].conf->name,
-	    env->model.hosts[m->dst].conf->name, m->reason, (long long)total,
-	    (long long)m->libvirt_ms, (long long)m->downtime_ms,
+	    ctl_mig_phases[m->phase], m->id, m->vm, ctl_hconf(env, m->src)->name,
+	    ctl_hconf(env, m->dst)->name, m->reason, m->offline ? "offline" : "live",
+	    (long long)total, (long long)m->libvirt_ms, (long long)m->downtime_ms,
 	    (unsigned long long)m->processed, (long long)handover,
 	    m->tel_resumed ? "resumed" : "not-seen",
-	    m->error[0] ? " error=\"" : "", m->error, m->error[0] ? "\"" : "",
-	    m->note[0] ? m->note : "");
+	    m->error[0] ? " error=\"" : "", m->error, m->error[0] ? "\"" : "", m->note);
 }
 
 static void
@@ -361,6 +388,7 @@ ctl_mig_finish(struct ctl_mig *m, enum ctl_mig_phase end, const char *error)
 		str_copy(m->error, error, sizeof(m->error));
 	if (vm && vm->migration == m->id) {
 		vm->migration = 0;
+		vm->mig_dst = -1;
 		vm->cooldown_until_ms = clock_mono_ms() + env->conf->mig_cooldown_ms;
 	}
 	env->model.hosts[m->src].migrations--;
@@ -388,26 +416,37 @@ ctl_mig_finish(struct ctl_mig *m, enum ctl_mig_phase end, const char *error)
 	ctl_virt_refresh(env->virt, m->dst);
 }
 
-/* Done when libvirt finished, every order is acked, and telemetry came back
- * (or CTL_VERIFY_MS passed since the resume: the proxy may not report). */
+/* Done when the VM runs on the destination, every order is answered, and
+ * telemetry came back (or CTL_VERIFY_MS passed since the resume: the proxy
+ * may not report). A failed handover order is an error of the migration. */
 static void
 ctl_mig_try_done(struct ctl_mig *m)
 {
 	if (m->phase != MIG_VERIFY || m->pending_orders > 0 || !m->migrated)
 		return;
-	if (!m->tel_resumed && clock_mono_ms() - m->t_resume < CTL_VERIFY_MS)
+	if (!m->offline && !m->tel_resumed && clock_mono_ms() - m->t_resume < CTL_VERIFY_MS)
 		return;
-	ctl_mig_finish(m, MIG_DONE, m->orders_failed ? "handover order failed (see log)" : NULL);
+	ctl_mig_finish(m, MIG_DONE, m->orders_failed ?
+	    "VM moved, but a handover order failed (see the log)" : NULL);
 }
 
 struct ctl_order_ctx {
-	struct fleetd *env;
 	unsigned id;
 	int announce_dst;	/* this ack marks the IPs announced at the destination */
 	int prepare;
 };
 
 static void ctl_mig_launch(struct ctl_mig *m);
+static int ctl_mig_order(struct ctl_mig *m, int host_or_edge, const char *agent, const char *op,
+    const char *via, int announce_dst, int prepare);
+
+/* Take back what a prepare installed at the destination. */
+static void
+ctl_mig_unprepare(struct ctl_mig *m)
+{
+	if (!m->offline)
+		ctl_mig_order(m, m->dst, ctl_hconf(m->env, m->dst)->name, "withdraw", NULL, 0, 0);
+}
 
 static void
 ctl_mig_order_done(struct fleetd *env, void *arg, int ok, const char *error, int64_t took_us)
@@ -418,10 +457,18 @@ ctl_mig_order_done(struct fleetd *env, void *arg, int ok, const char *error, int
 	if (m) {
 		m->pending_orders--;
 		if (c->prepare) {
-			if (!ok)
-				ctl_mig_finish(m, MIG_FAILED, error);
-			else if (m->phase == MIG_PREPARE)
+			if (m->phase != MIG_PREPARE) {
+				;	/* cancelled meanwhile: already undone */
+			} else if (!ok) {
+				char why[300];
+
+				snprintf(why, sizeof(why), "prepare on %s failed: %s",
+				    ctl_hconf(env, m->dst)->name, error);
+				ctl_mig_unprepare(m);
+				ctl_mig_finish(m, MIG_FAILED, why);
+			} else {
 				ctl_mig_launch(m);
+			}
 		} else {
 			if (!ok) {
 				m->orders_failed++;
@@ -431,7 +478,7 @@ ctl_mig_order_done(struct fleetd *env, void *arg, int ok, const char *error, int
 			if (c->announce_dst && ok) {
 				m->t_announced = clock_mono_ms();
 				log_info("announced vm=%s on=%s resume_to_announced_ms=%lld agent_us=%lld",
-				    m->vm, env->model.hosts[m->dst].conf->name,
+				    m->vm, ctl_hconf(env, m->dst)->name,
 				    (long long)(m->t_announced - m->t_resume), (long long)took_us);
 			}
 			ctl_mig_try_done(m);
@@ -440,27 +487,30 @@ ctl_mig_order_done(struct fleetd *env, void *arg, int ok, const char *error, int
 	free(c);
 }
 
+/* Order op for the VM's IPs to agent; host_or_edge is the host whose
+ * bridge the order names, or -1 for an edge order. 0, or -1 (counted as a
+ * failed order) when it cannot be sent. */
 static int
-ctl_mig_order(struct ctl_mig *m, const char *agent, const char *op, const char *dev,
+ctl_mig_order(struct ctl_mig *m, int host_or_edge, const char *agent, const char *op,
     const char *via, int announce_dst, int prepare)
 {
 	struct fleetd *env = m->env;
 	struct ctl_vm *vm = ctl_vm_find(&env->model, m->vm);
 	struct ctl_order_ctx *c = calloc(1, sizeof(*c));
+	const char *dev = host_or_edge >= 0 ? ctl_hconf(env, host_or_edge)->bridge : NULL;
 
-	if (!vm || !c) {
+	if (!vm || !c ||
+	    ctl_order_send(env, agent, op, vm, dev, via, CTL_ORDER_TIMEOUT_MS, ctl_mig_order_done,
+	    c) < 0) {
 		free(c);
+		m->orders_failed++;
+		log_warnx("cannot send order migration=%u agent=%s op=%s vm=%s: redis down", m->id,
+		    agent, op, m->vm);
 		return -1;
 	}
-	c->env = env;
 	c->id = m->id;
 	c->announce_dst = announce_dst;
 	c->prepare = prepare;
-	if (ctl_order_send(env, agent, op, vm, dev, via, CTL_ORDER_TIMEOUT_MS,
-	    ctl_mig_order_done, c) < 0) {
-		free(c);
-		return -1;
-	}
 	m->pending_orders++;
 	return 0;
 }
@@ -470,25 +520,59 @@ static void
 ctl_mig_cutover(struct ctl_mig *m)
 {
 	struct fleetd *env = m->env;
-	const struct ctl_conf_host *src = env->model.hosts[m->src].conf;
-	const struct ctl_conf_host *dst = env->model.hosts[m->dst].conf;
-	const char *edge;
+	const char *edge = ctl_edge_of_region(env, m->home);
 
-	if (m->phase != MIG_MIGRATING && m->phase != MIG_PREPARE)
+	if (m->phase != MIG_MIGRATING)
 		return;
 	m->phase = MIG_CUTOVER;
 	if (!m->t_resume)
 		m->t_resume = clock_mono_ms();
-	if (ctl_mig_order(m, dst->name, "announce", dst->bridge, NULL, 1, 0) < 0)
-		log_warnx("cannot order announce vm=%s on=%s: redis down", m->vm, dst->name);
-	/* Route at the edge: to dst while away from home, withdrawn back home. */
-	edge = ctl_edge_of(env, m->dst);
+	if (ctl_mig_order(m, m->dst, ctl_hconf(env, m->dst)->name, "announce", NULL, 1, 0) < 0)
+		str_copy(m->error, "cannot order the announcement at the destination",
+		    sizeof(m->error));
+	/* The home edge routes the VM's /32 to the host while it is away. */
 	if (edge && m->away)
-		ctl_mig_order(m, edge, "announce", NULL, dst->address, 0, 0);
+		ctl_mig_order(m, -1, edge, "announce", ctl_hconf(env, m->dst)->address, 0, 0);
 	else if (edge && m->src_away)
-		ctl_mig_order(m, edge, "withdraw", NULL, src->address, 0, 0);
-	ctl_mig_order(m, src->name, "withdraw", src->bridge, NULL, 0, 0);
+		ctl_mig_order(m, -1, edge, "withdraw", ctl_hconf(env, m->src)->address, 0, 0);
+	ctl_mig_order(m, m->src, ctl_hconf(env, m->src)->name, "withdraw", NULL, 0, 0);
 	m->phase = MIG_VERIFY;
+}
+
+/* libvirt failed after the destination resumed and the cutover ran, and
+ * the VM is back on the source: the source announces again. */
+static void
+ctl_mig_cutback(struct ctl_mig *m)
+{
+	struct fleetd *env = m->env;
+	const char *edge = ctl_edge_of_region(env, m->home);
+
+	ctl_mig_order(m, m->dst, ctl_hconf(env, m->dst)->name, "withdraw", NULL, 0, 0);
+	if (edge && m->src_away)
+		ctl_mig_order(m, -1, edge, "announce", ctl_hconf(env, m->src)->address, 0, 0);
+	else if (edge && m->away)
+		ctl_mig_order(m, -1, edge, "withdraw", ctl_hconf(env, m->dst)->address, 0, 0);
+	ctl_mig_order(m, m->src, ctl_hconf(env, m->src)->name, "announce", NULL, 0, 0);
+}
+
+static void
+ctl_mig_landed(struct ctl_mig *m, int64_t downtime_ms)
+{
+	struct ctl_vm *vm = ctl_vm_find(&m->env->model, m->vm);
+
+	m->migrated = 1;
+	m->downtime_ms = downtime_ms;
+	m->percent = 100;
+	m->remaining = 0;
+	if (vm) {
+		vm->host = m->dst;
+		vm->state = m->offline ? VM_SHUTOFF : VM_RUNNING;
+	}
+	if (m->offline)
+		m->phase = MIG_VERIFY;	/* nothing to carry over */
+	else
+		ctl_mig_cutover(m);	/* no-op when the resume event came first */
+	ctl_mig_try_done(m);
 }
 
 static void
@@ -497,7 +581,6 @@ ctl_mig_on_msg(void *arg)
 	struct ctl_mig_msg *msg = arg;
 	struct ctl_mig_job *j = msg->job;
 	struct ctl_mig *m = j->m;
-	struct fleetd *env = m->env;
 
 	if (msg->kind == 0) {
 		if (ctl_mig_live(m)) {
@@ -520,32 +603,26 @@ ctl_mig_on_msg(void *arg)
 	m->job = NULL;
 	m->libvirt_ms = clock_mono_ms() - m->t_job;
 	if (msg->ok) {
-		struct ctl_vm *vm = ctl_vm_find(&env->model, m->vm);
-
-		m->migrated = 1;
-		m->downtime_ms = msg->downtime_ms;
-		m->percent = 100;
-		m->remaining = 0;
-		if (vm) {
-			vm->host = m->dst;
-			vm->state = VM_RUNNING;
-		}
-		if (msg->dst_running == 0 || msg->src_running == 1) {
-			snprintf(m->note, sizeof(m->note), " verify=\"running on dst=%d src=%d\"",
-			    msg->dst_running, msg->src_running);
-		}
-		ctl_mig_cutover(m);	/* no-op when the resume event came first */
-		ctl_mig_try_done(m);
+		if (msg->dst_running == 0 && !m->offline)
+			snprintf(m->note, sizeof(m->note), " verify=\"not running on the destination\"");
+		if (msg->src_running == 1)
+			snprintf(m->note, sizeof(m->note), " verify=\"still running on the source\"");
+		ctl_mig_landed(m, msg->downtime_ms);
+	} else if (m->phase >= MIG_CUTOVER && msg->dst_running == 1) {
+		/* The VM resumed on the destination and runs there: it moved,
+		 * whatever libvirt said after that. */
+		snprintf(m->note, sizeof(m->note), " libvirt_after_resume=\"%.150s\"", msg->error);
+		ctl_mig_landed(m, -1);
 	} else {
 		snprintf(m->note, sizeof(m->note), " still_on_source=%s",
 		    msg->src_running == 1 ? "running" : msg->src_running == 0 ? "NOT-RUNNING" :
 		    "unknown");
-		if (m->phase == MIG_MIGRATING) {
-			/* Undo the prepare at the destination. */
-			ctl_mig_order(m, env->model.hosts[m->dst].conf->name, "withdraw",
-			    env->model.hosts[m->dst].conf->bridge, NULL, 0, 0);
-		}
-		ctl_mig_finish(m, j->cancel ? MIG_CANCELLED : MIG_FAILED, msg->error);
+		if (m->phase >= MIG_CUTOVER)
+			ctl_mig_cutback(m);
+		else
+			ctl_mig_unprepare(m);
+		ctl_mig_finish(m, atomic_load(&j->cancel) && !atomic_load(&j->timed_out) ?
+		    MIG_CANCELLED : MIG_FAILED, msg->error);
 	}
 	free(j);
 	free(msg);
@@ -556,10 +633,11 @@ ctl_mig_launch(struct ctl_mig *m)
 {
 	struct fleetd *env = m->env;
 	const struct ctl_conf *c = env->conf;
-	const struct ctl_conf_host *dst = env->model.hosts[m->dst].conf;
+	const struct ctl_conf_host *dst = ctl_hconf(env, m->dst);
 	struct ctl_mig_job *j = calloc(1, sizeof(*j));
 
 	if (!j) {
+		ctl_mig_unprepare(m);
 		ctl_mig_finish(m, MIG_FAILED, "out of memory");
 		return;
 	}
@@ -570,15 +648,21 @@ ctl_mig_launch(struct ctl_mig *m)
 	j->src = m->src;
 	j->dst = m->dst;
 	str_copy(j->dst_uri, dst->uri, sizeof(j->dst_uri));
-	snprintf(j->migrate_uri, sizeof(j->migrate_uri), "tcp://%s", dst->address);
-	j->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
-	    VIR_MIGRATE_UNDEFINE_SOURCE;
-	if (c->mig_auto_converge)
-		j->flags |= VIR_MIGRATE_AUTO_CONVERGE;
-	if (c->mig_compressed)
-		j->flags |= VIR_MIGRATE_COMPRESSED;
-	if (c->mig_postcopy)
-		j->flags |= VIR_MIGRATE_POSTCOPY;
+	snprintf(j->migrate_uri, sizeof(j->migrate_uri), strchr(dst->address, ':') ?
+	    "tcp://[%s]" : "tcp://%s", dst->address);
+	if (m->offline) {
+		j->flags = VIR_MIGRATE_OFFLINE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
+		    VIR_MIGRATE_UNDEFINE_SOURCE;
+	} else {
+		j->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
+		    VIR_MIGRATE_UNDEFINE_SOURCE;
+		if (c->mig_auto_converge)
+			j->flags |= VIR_MIGRATE_AUTO_CONVERGE;
+		if (c->mig_compressed)
+			j->flags |= VIR_MIGRATE_COMPRESSED;
+		if (c->mig_postcopy)
+			j->flags |= VIR_MIGRATE_POSTCOPY;
+	}
 	j->bandwidth = (unsigned long long)c->mig_bandwidth;
 	j->max_downtime_ms = c->mig_max_downtime_ms;
 	j->timeout_ms = c->mig_timeout_ms;
@@ -588,12 +672,13 @@ ctl_mig_launch(struct ctl_mig *m)
 	if (pthread_create(&m->thread, NULL, ctl_mig_worker, j) != 0) {
 		m->job = NULL;
 		free(j);
+		ctl_mig_unprepare(m);
 		ctl_mig_finish(m, MIG_FAILED, "cannot start the migration thread");
 		return;
 	}
 	m->thread_running = 1;
 	log_info("migrate start id=%u vm=%s from=%s to=%s uri=%s flags=0x%lx prepare_ms=%lld",
-	    m->id, m->vm, env->model.hosts[m->src].conf->name, dst->name, j->migrate_uri, j->flags,
+	    m->id, m->vm, ctl_hconf(env, m->src)->name, dst->name, j->migrate_uri, j->flags,
 	    (long long)(m->t_job - m->t0));
 }
 
@@ -615,17 +700,23 @@ ctl_mig_trim(struct fleetd *env)
 	}
 }
 
+static void
+ctl_mig_limits(struct fleetd *env, int policy, struct ctl_limits *lim)
+{
+	lim->max_concurrent = (int)env->conf->mig_max_concurrent;
+	lim->max_per_host = (int)env->conf->mig_max_per_host;
+	lim->in_flight = env->mig_in_flight;
+	lim->now_ms = clock_mono_ms();
+	lim->use_cooldown = policy;
+}
+
 int
 ctl_mig_start(struct fleetd *env, const char *vmname, const char *dest, const char *reason,
-    unsigned *id, char *why, size_t whylen)
+    int policy, unsigned *id, char *why, size_t whylen)
 {
 	struct ctl_vm *vm = ctl_vm_find(&env->model, vmname);
 	int d = ctl_host_find(&env->model, dest);
-	struct ctl_limits lim = {
-		.max_concurrent = (int)env->conf->mig_max_concurrent,
-		.max_per_host = (int)env->conf->mig_max_per_host,
-		.in_flight = env->mig_in_flight,
-	};
+	struct ctl_limits lim;
 	struct ctl_mig *m;
 
 	if (!vm) {
@@ -636,6 +727,11 @@ ctl_mig_start(struct fleetd *env, const char *vmname, const char *dest, const ch
 		snprintf(why, whylen, "no host called '%s'", dest);
 		return -1;
 	}
+	if (env->stopping) {
+		snprintf(why, whylen, "fleetd is stopping");
+		return -1;
+	}
+	ctl_mig_limits(env, policy, &lim);
 	ctl_model_tally(&env->model);
 	if (ctl_precheck(&env->model, vm, d, &lim, why, whylen) < 0) {
 		env->stats.mig_refused++;
@@ -653,8 +749,10 @@ ctl_mig_start(struct fleetd *env, const char *vmname, const char *dest, const ch
 	m->src = vm->host;
 	m->dst = d;
 	str_copy(m->reason, reason, sizeof(m->reason));
-	m->away = ctl_vm_away_from(env, vm, d);
-	m->src_away = ctl_vm_away_from(env, vm, vm->host);
+	m->offline = vm->state == VM_SHUTOFF;
+	m->home = ctl_vm_home(env, vm);
+	m->away = m->home >= 0 && env->model.hosts[d].region != m->home;
+	m->src_away = m->home >= 0 && env->model.hosts[vm->host].region != m->home;
 	m->wall_start_ms = clock_wall_ms();
 	m->t0 = clock_mono_ms();
 	m->downtime_ms = -1;
@@ -663,15 +761,19 @@ ctl_mig_start(struct fleetd *env, const char *vmname, const char *dest, const ch
 	m->next = env->migs;
 	env->migs = m;
 	vm->migration = m->id;
+	vm->mig_dst = d;
 	env->model.hosts[m->src].migrations++;
 	env->model.hosts[m->dst].migrations++;
 	env->mig_in_flight++;
 	*id = m->id;
-	ctl_journal(env, "migration", "start id=%u vm=%s from=%s to=%s reason=%s away=%d", m->id,
-	    m->vm, env->model.hosts[m->src].conf->name, dest, reason, m->away);
-	/* Prepare: the destination's agent checks its bridge and, for a VM
-	 * away from home, installs the host route, without announcing. */
-	if (ctl_mig_order(m, dest, "prepare", env->model.hosts[d].conf->bridge, NULL, 0, 1) < 0)
+	ctl_journal(env, "migration", "start id=%u vm=%s from=%s to=%s reason=%s mode=%s away=%d",
+	    m->id, m->vm, ctl_hconf(env, m->src)->name, dest, reason,
+	    m->offline ? "offline" : "live", m->away);
+	/* Prepare: the destination's agent checks its bridge and installs the
+	 * host route, without announcing. A shut-off VM needs none. */
+	if (m->offline)
+		ctl_mig_launch(m);
+	else if (ctl_mig_order(m, d, dest, "prepare", NULL, 0, 1) < 0)
 		ctl_mig_finish(m, MIG_FAILED, "cannot order prepare: redis is down");
 	ctl_mig_trim(env);
 	return 0;
@@ -687,6 +789,7 @@ ctl_mig_cancel(struct fleetd *env, unsigned id, char *why, size_t whylen)
 		return -1;
 	}
 	if (m->phase == MIG_PREPARE) {
+		ctl_mig_unprepare(m);
 		ctl_mig_finish(m, MIG_CANCELLED, "cancelled by operator before the copy started");
 		return 0;
 	}
@@ -695,7 +798,7 @@ ctl_mig_cancel(struct fleetd *env, unsigned id, char *why, size_t whylen)
 		    ctl_mig_phases[m->phase]);
 		return -1;
 	}
-	m->job->cancel = 1;
+	atomic_store(&m->job->cancel, 1);
 	log_info("migrate cancel id=%u vm=%s", m->id, m->vm);
 	return 0;
 }
@@ -710,10 +813,10 @@ ctl_mig_dom_event(struct fleetd *env, int host, const char *name, int event, int
 		    detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED) {
 			m->t_paused = clock_mono_ms();
 		} else if (host == m->dst && event == VIR_DOMAIN_EVENT_RESUMED &&
-		    detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED) {
+		    detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED && m->phase == MIG_MIGRATING) {
 			m->t_resume = clock_mono_ms();
 			log_info("resumed vm=%s on=%s paused_ms=%lld", name,
-			    env->model.hosts[host].conf->name,
+			    ctl_hconf(env, host)->name,
 			    m->t_paused ? (long long)(m->t_resume - m->t_paused) : -1LL);
 			ctl_mig_cutover(m);
 		}
@@ -740,34 +843,33 @@ ctl_drain(struct fleetd *env, const char *name, int on, char *why, size_t whylen
 			return -1;
 		}
 		host->draining = 1;
+		host->drain_blocked[0] = '\0';
 		ctl_journal(env, "drain", "start host=%s vms=%d", name, host->nvms);
 	} else {
 		host->draining = 0;
 		host->maintenance = 0;
+		host->drain_blocked[0] = '\0';
 		ctl_journal(env, "drain", "undrain host=%s", name);
 	}
 	return 0;
 }
 
-/* Best destination for vm leaving src: passes the pre-check, same region
- * first, then the lowest traffic share, then the fewest VMs. */
+/* Best destination for vm leaving its host: passes the pre-check, same
+ * region first, then the lowest traffic share, then the fewest VMs. */
 static int
 ctl_drain_pick(struct fleetd *env, struct ctl_vm *vm, char *why, size_t whylen)
 {
 	struct ctl_model *mo = &env->model;
-	struct ctl_limits lim = {
-		.max_concurrent = (int)env->conf->mig_max_concurrent,
-		.max_per_host = (int)env->conf->mig_max_per_host,
-		.in_flight = env->mig_in_flight,
-	};
+	struct ctl_limits lim;
 	int best = -1;
 	double best_score = 0;
 
+	ctl_mig_limits(env, 1, &lim);
 	for (int d = 0; d < mo->nhosts; d++) {
 		struct ctl_host *h = &mo->hosts[d];
 		double score;
 
-		if (ctl_precheck(mo, vm, d, &lim, why, whylen) < 0)
+		if (d == vm->host || ctl_precheck(mo, vm, d, &lim, why, whylen) < 0)
 			continue;
 		score = h->bps / (double)h->conf->nic + 0.001 * h->nvms;
 		if (h->region != mo->hosts[vm->host].region)
@@ -777,9 +879,53 @@ ctl_drain_pick(struct fleetd *env, struct ctl_vm *vm, char *why, size_t whylen)
 			best_score = score;
 		}
 	}
-	if (best >= 0)
-		why[0] = '\0';
+	if (best < 0 && !why[0])
+		snprintf(why, whylen, "no other host");
 	return best;
+}
+
+static void
+ctl_drain_host(struct fleetd *env, int h)
+{
+	struct ctl_model *mo = &env->model;
+	struct ctl_host *host = &mo->hosts[h];
+	char why[256] = "", blocked[160] = "";
+	int left = 0;
+
+	for (int i = 0; i < mo->nvms; i++) {
+		struct ctl_vm *vm = mo->vms[i];
+		unsigned id;
+		int d;
+
+		if (vm->host != h || vm->state == VM_GONE)
+			continue;
+		left++;
+		if (vm->migration)
+			continue;
+		why[0] = '\0';
+		d = ctl_drain_pick(env, vm, why, sizeof(why));
+		if (d >= 0 && ctl_mig_start(env, vm->name, mo->hosts[d].conf->name, "drain", 1, &id,
+		    why, sizeof(why)) == 0) {
+			ctl_model_tally(mo);
+			continue;
+		}
+		if (!blocked[0])
+			snprintf(blocked, sizeof(blocked), "%s: %s", vm->name, why);
+	}
+	if (left == 0) {
+		host->draining = 0;
+		host->maintenance = 1;
+		host->drain_blocked[0] = '\0';
+		ctl_journal(env, "drain", "done host=%s state=maintenance", host->conf->name);
+		return;
+	}
+	/* Say once why the drain is stuck, not on every tick. */
+	if (strcmp(blocked, host->drain_blocked) != 0) {
+		str_copy(host->drain_blocked, blocked, sizeof(host->drain_blocked));
+		if (blocked[0])
+			ctl_journal(env, "drain", "blocked host=%s left=%d why=\"%s\"", host->conf->name,
+			    left, blocked);
+	}
 }
 
 void
@@ -792,40 +938,17 @@ ctl_mig_tick(struct fleetd *env)
 			struct ctl_vm *vm = ctl_vm_find(mo, m->vm);
 			int64_t resume_wall = m->wall_start_ms + (m->t_resume - m->t0);
 
-			if (vm && vm->tel_ms > resume_wall)
+			if (vm && m->t_resume && vm->tel_ms > resume_wall)
 				m->tel_resumed = 1;
 			ctl_mig_try_done(m);
 		}
 	}
+	if (env->stopping)
+		return;	/* no new work while stopping */
 	ctl_model_tally(mo);
-	for (int h = 0; h < mo->nhosts; h++) {
-		struct ctl_host *host = &mo->hosts[h];
-		int left = 0;
-		char why[256] = "";
-
-		if (!host->draining)
-			continue;
-		for (int i = 0; i < mo->nvms; i++) {
-			struct ctl_vm *vm = mo->vms[i];
-			unsigned id;
-
-			if (vm->host != h || vm->state == VM_GONE)
-				continue;
-			left++;
-			if (vm->migration || vm->state != VM_RUNNING)
-				continue;
-			int d = ctl_drain_pick(env, vm, why, sizeof(why));
-
-			if (d >= 0 && ctl_mig_start(env, vm->name, mo->hosts[d].conf->name, "drain",
-			    &id, why, sizeof(why)) == 0)
-				ctl_model_tally(mo);
-		}
-		if (left == 0) {
-			host->draining = 0;
-			host->maintenance = 1;
-			ctl_journal(env, "drain", "done host=%s state=maintenance", host->conf->name);
-		}
-	}
+	for (int h = 0; h < mo->nhosts; h++)
+		if (mo->hosts[h].draining)
+			ctl_drain_host(env, h);
 }
 
 void
@@ -834,7 +957,7 @@ ctl_mig_shutdown(struct fleetd *env)
 	/* Abort what runs: the VMs stay on their sources. */
 	for (struct ctl_mig *m = env->migs; m; m = m->next)
 		if (m->job)
-			m->job->cancel = 1;
+			atomic_store(&m->job->cancel, 1);
 	for (struct ctl_mig *m = env->migs; m; m = m->next) {
 		if (m->thread_running) {
 			pthread_join(m->thread, NULL);
@@ -868,9 +991,10 @@ ctl_mig_json(struct fleetd *env, unsigned id)
 		o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "id", m->id);
 		cJSON_AddStringToObject(o, "vm", m->vm);
-		cJSON_AddStringToObject(o, "from", env->model.hosts[m->src].conf->name);
-		cJSON_AddStringToObject(o, "to", env->model.hosts[m->dst].conf->name);
+		cJSON_AddStringToObject(o, "from", ctl_hconf(env, m->src)->name);
+		cJSON_AddStringToObject(o, "to", ctl_hconf(env, m->dst)->name);
 		cJSON_AddStringToObject(o, "reason", m->reason);
+		cJSON_AddStringToObject(o, "mode", m->offline ? "offline" : "live");
 		cJSON_AddStringToObject(o, "phase", ctl_mig_phases[m->phase]);
 		cJSON_AddNumberToObject(o, "started_ms", (double)m->wall_start_ms);
 		cJSON_AddNumberToObject(o, "elapsed_ms", (double)((m->t_end ? m->t_end : now) - m->t0));

@@ -191,6 +191,7 @@ ctl_vm_get(struct ctl_model *m, const char *name)
 		return NULL;
 	str_copy(vm->name, name, sizeof(vm->name));
 	vm->host = -1;
+	vm->mig_dst = -1;
 	memmove(&m->vms[pos + 1], &m->vms[pos], (size_t)(m->nvms - pos) * sizeof(*m->vms));
 	m->vms[pos] = vm;
 	m->nvms++;
@@ -230,6 +231,11 @@ ctl_model_tally(struct ctl_model *m)
 		h->vcpus_used += vm->vcpus;
 		if (!vm->stale)
 			h->bps += vm->up.per_s + vm->down.per_s;
+		if (vm->migration && vm->mig_dst >= 0 && vm->mig_dst < m->nhosts &&
+		    vm->mig_dst != vm->host) {
+			m->hosts[vm->mig_dst].mem_used += vm->mem_bytes;
+			m->hosts[vm->mig_dst].vcpus_used += vm->vcpus;
+		}
 	}
 }
 
@@ -269,8 +275,14 @@ ctl_precheck(const struct ctl_model *m, const struct ctl_vm *vm, int dest,
 		snprintf(why, whylen, "%s already runs on %s", vm->name, d->conf->name);
 		return -1;
 	}
-	if (vm->state != VM_RUNNING) {
-		snprintf(why, whylen, "%s is %s, not running", vm->name, ctl_vm_state_name(vm->state));
+	if (vm->state != VM_RUNNING && vm->state != VM_SHUTOFF) {
+		snprintf(why, whylen, "%s is %s: only running (live) or shut-off (offline) VMs move",
+		    vm->name, ctl_vm_state_name(vm->state));
+		return -1;
+	}
+	if (lim->use_cooldown && vm->cooldown_until_ms > lim->now_ms) {
+		snprintf(why, whylen, "%s moved or failed to move recently (cooldown %lld ms left)",
+		    vm->name, (long long)(vm->cooldown_until_ms - lim->now_ms));
 		return -1;
 	}
 	if (vm->migration) {
@@ -297,10 +309,23 @@ ctl_precheck(const struct ctl_model *m, const struct ctl_vm *vm, int dest,
 		    d->draining ? "draining" : "in maintenance");
 		return -1;
 	}
+	/* Anti-affinity: a VM and its peer (standby or primary) never share a host. */
+	if (vm->meta.peer[0]) {
+		const struct ctl_vm *peer = ctl_vm_find(m, vm->meta.peer);
+
+		if (peer && (peer->host == dest || (peer->migration && peer->mig_dst == dest))) {
+			snprintf(why, whylen, "anti-affinity: %s's %s %s %s %s", vm->name,
+			    vm->meta.role == ROLE_PRIMARY ? "standby" : "primary", peer->name,
+			    peer->host == dest ? "runs on" : "is moving to", d->conf->name);
+			return -1;
+		}
+	}
 	if (d->mem_used + vm->mem_bytes > (uint64_t)d->conf->memory) {
+		uint64_t cap = (uint64_t)d->conf->memory;
+
 		snprintf(why, whylen, "destination %s lacks memory: %llu MiB free, %llu MiB needed",
 		    d->conf->name,
-		    (unsigned long long)(((uint64_t)d->conf->memory - d->mem_used) >> 20),
+		    (unsigned long long)((cap > d->mem_used ? cap - d->mem_used : 0) >> 20),
 		    (unsigned long long)(vm->mem_bytes >> 20));
 		return -1;
 	}
@@ -308,17 +333,6 @@ ctl_precheck(const struct ctl_model *m, const struct ctl_vm *vm, int dest,
 		snprintf(why, whylen, "destination %s lacks vCPUs: %lld free, %d needed",
 		    d->conf->name, d->conf->vcpus - d->vcpus_used, vm->vcpus);
 		return -1;
-	}
-	/* Anti-affinity: a VM and its peer (standby or primary) never share a host. */
-	if (vm->meta.peer[0]) {
-		const struct ctl_vm *peer = ctl_vm_find(m, vm->meta.peer);
-
-		if (peer && peer->host == dest) {
-			snprintf(why, whylen, "anti-affinity: %s's %s %s runs on %s", vm->name,
-			    vm->meta.role == ROLE_PRIMARY ? "standby" : "primary", peer->name,
-			    d->conf->name);
-			return -1;
-		}
 	}
 	if (lim->in_flight >= lim->max_concurrent) {
 		snprintf(why, whylen, "%d migrations in flight, the limit is %d", lim->in_flight,

@@ -65,8 +65,9 @@ struct ctl_vm {
 	struct ctl_rate up, down, reqs, conns;
 
 	/* policy state */
-	int64_t cooldown_until_ms;
+	int64_t cooldown_until_ms;	/* monotonic ms */
 	unsigned migration;	/* id of the migration moving it, 0 = none */
+	int mig_dst;		/* its destination while migration != 0 */
 };
 
 struct ctl_host {
@@ -77,6 +78,7 @@ struct ctl_host {
 	int lease_ok;		/* agent lease present at the last poll */
 	int64_t lease_seen_ms;
 	int draining, maintenance;
+	char drain_blocked[160];	/* why the drain cannot move a VM now */
 	/* agent metrics */
 	int64_t metrics_ms;
 	double cpu_pct;
@@ -107,7 +109,8 @@ struct ctl_vm *ctl_vm_find(const struct ctl_model *m, const char *name);
 struct ctl_vm *ctl_vm_get(struct ctl_model *m, const char *name);
 void ctl_vm_remove(struct ctl_model *m, struct ctl_vm *vm);
 
-/* Recompute per-host sums (VM count, memory, vCPUs, traffic). */
+/* Recompute per-host sums (VM count, memory, vCPUs, traffic). A VM in
+ * flight is counted on its destination too: its room is reserved there. */
 void ctl_model_tally(struct ctl_model *m);
 /* Flag VMs whose telemetry is older than stale_ms; returns how many changed. */
 int ctl_model_mark_stale(struct ctl_model *m, int64_t now_ms, int64_t stale_ms);
@@ -115,11 +118,15 @@ int ctl_model_mark_stale(struct ctl_model *m, int64_t now_ms, int64_t stale_ms);
 struct ctl_limits {
 	int max_concurrent, max_per_host;
 	int in_flight;
+	int64_t now_ms;		/* monotonic, for cooldowns */
+	int use_cooldown;	/* policy moves wait out a VM's cooldown */
 };
 
 /*
  * May vm move to host dest now? 0, or -1 with the reason in why
- * ("destination eu-2 is draining"). Pure: reads the model only.
+ * ("destination eu-2 is draining"). Running VMs move live; shut-off ones
+ * (warm standbys) move offline. Capacity counts the VMs already on their
+ * way to dest (see ctl_model_tally). Pure: reads the model only.
  */
 int ctl_precheck(const struct ctl_model *m, const struct ctl_vm *vm, int dest,
     const struct ctl_limits *lim, char *why, size_t whylen);

@@ -35,6 +35,14 @@ struct ctl_order_wait {
 
 static void ctl_ack_read(struct fleetd *env);
 
+static void
+ctl_ack_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	ctl_ack_read(arg);
+}
+
 /* Unlink w from the wait list, run its completion, free it. */
 static void
 ctl_order_finish(struct ctl_order_wait *w, int ok, const char *error, int64_t took_us)
@@ -60,8 +68,7 @@ ctl_order_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	snprintf(why, sizeof(why), "no ack from agent %s for %s in %d ms", w->agent, w->op,
-	    w->timeout_ms);
+	snprintf(why, sizeof(why), "no ack from agent %s in %d ms", w->agent, w->timeout_ms);
 	ctl_order_finish(w, 0, why, 0);
 }
 
@@ -149,8 +156,16 @@ ctl_ack_reply(redisAsyncContext *ac, void *reply, void *priv)
 	redisReply *r = reply;
 
 	(void)ac;
-	if (!r || env->stopping)
+	if (!r)
 		return;	/* link dropped: ctl_ack_state restarts the loop */
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* WRONGTYPE, LOADING...: try again in a second, not in a spin. */
+		struct timeval sec = { 1, 0 };
+
+		log_warnx("reading pf:acks: %s", r->str);
+		event_base_once(env->base, -1, EV_TIMEOUT, ctl_ack_retry, env, &sec);
+		return;
+	}
 	/* [[stream, [[id, [k, v, ...]], ...]]] or nil on timeout */
 	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
 	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
@@ -183,7 +198,7 @@ ctl_ack_cursor_reply(redisAsyncContext *ac, void *reply, void *priv)
 	redisReply *r = reply;
 
 	(void)ac;
-	if (!r || env->stopping)
+	if (!r)
 		return;
 	if (!env->acks_cursor[0]) {
 		str_copy(env->acks_cursor, "0-0", sizeof(env->acks_cursor));

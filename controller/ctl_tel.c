@@ -140,7 +140,7 @@ ctl_tel_reply(redisAsyncContext *ac, void *reply, void *priv)
 	redisReply *r = reply;
 
 	(void)ac;
-	if (r && !env->stopping) {
+	if (r) {
 		if (it->kind == 0) {
 			struct ctl_vm *vm = ctl_vm_find(&env->model, it->name);
 

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #define CTL_VIRT_BACKOFF_MAX_MS 5000
 #define CTL_VIRT_KEEPALIVE_S 1
 #define CTL_VIRT_KEEPALIVE_COUNT 3
+#define CTL_VIRT_STOP_WAIT_S 3
 
 struct ctl_virt_host {
 	struct ctl_virt *v;
@@ -46,7 +48,8 @@ struct ctl_virt {
 	int nhosts;
 	pthread_t ev_thread;
 	int ev_started;
-	volatile int stop;	/* read by threads after a lock or a wake */
+	atomic_int stop;
+	int unjoined;		/* host threads still stuck at shutdown: keep v */
 };
 
 void
@@ -59,8 +62,10 @@ ctl_virt_errmsg(char *buf, size_t len)
 
 /* ----- posts to the loop ------------------------------------------------ */
 
+/* A message carries the ops by value: it may be delivered after
+ * ctl_virt_stop() freed the ctl_virt (the post queue drains last). */
 struct ctl_virt_msg {
-	struct ctl_virt *v;
+	struct ctl_virt_ops ops;
 	int host;
 	int kind;	/* 0 state, 1 snapshot, 2 event */
 	int up;
@@ -75,7 +80,7 @@ static void
 ctl_virt_deliver(void *arg)
 {
 	struct ctl_virt_msg *m = arg;
-	const struct ctl_virt_ops *ops = &m->v->ops;
+	const struct ctl_virt_ops *ops = &m->ops;
 
 	switch (m->kind) {
 	case 0:
@@ -94,7 +99,7 @@ ctl_virt_deliver(void *arg)
 static void
 ctl_virt_send(struct ctl_virt *v, struct ctl_virt_msg *m)
 {
-	m->v = v;
+	m->ops = v->ops;
 	if (ctl_post(v->post, ctl_virt_deliver, m) < 0) {
 		free(m->doms);
 		free(m);
@@ -200,7 +205,14 @@ ctl_virt_list(struct ctl_virt_host *h, virConnectPtr conn)
 	n = virConnectListAllDomains(conn, &doms, 0);
 	if (n < 0) {
 		ctl_virt_errmsg(why, sizeof(why));
-		ctl_virt_post_state(h, 1, why);
+		virResetLastError();
+		if (virConnectIsAlive(conn) != 1) {
+			/* Dead link the close callback did not report (a local
+			 * driver has none): reopen it. */
+			pthread_mutex_lock(&h->lock);
+			h->closed = 1;
+			pthread_mutex_unlock(&h->lock);
+		}
 		return;
 	}
 	m = calloc(1, sizeof(*m));
@@ -257,9 +269,16 @@ ctl_virt_open(struct ctl_virt_host *h, char *why, size_t whylen)
 	}
 	/* Keepalive and close callbacks exist on remote connections only; a
 	 * local driver (test:///, qemu:///system on the host itself) has no
-	 * link to lose, so "not supported" is fine there. */
-	if ((virConnectSetKeepAlive(c, CTL_VIRT_KEEPALIVE_S, CTL_VIRT_KEEPALIVE_COUNT) < 0 ||
-	    virConnectRegisterCloseCallback(c, ctl_virt_close_cb, h, NULL) < 0) &&
+	 * link to lose, so "not supported" is fine there. Each is tried on
+	 * its own: one unsupported must not skip the other. */
+	if (virConnectSetKeepAlive(c, CTL_VIRT_KEEPALIVE_S, CTL_VIRT_KEEPALIVE_COUNT) < 0 &&
+	    virGetLastErrorCode() != VIR_ERR_NO_SUPPORT) {
+		ctl_virt_errmsg(why, whylen);
+		virConnectClose(c);
+		return NULL;
+	}
+	virResetLastError();
+	if (virConnectRegisterCloseCallback(c, ctl_virt_close_cb, h, NULL) < 0 &&
 	    virGetLastErrorCode() != VIR_ERR_NO_SUPPORT) {
 		ctl_virt_errmsg(why, whylen);
 		virConnectClose(c);
@@ -300,14 +319,14 @@ ctl_virt_wait(struct ctl_virt_host *h, int64_t ms)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);	/* the cond uses this clock */
 	ts.tv_sec += ms / 1000;
 	ts.tv_nsec += (ms % 1000) * 1000000;
 	if (ts.tv_nsec >= 1000000000) {
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
-	while (!h->v->stop && !h->refresh && !h->closed)
+	while (!atomic_load(&h->v->stop) && !h->refresh && !h->closed)
 		if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) == ETIMEDOUT)
 			break;
 }
@@ -321,7 +340,7 @@ ctl_virt_host_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
-		int stop = h->v->stop, closed = h->closed, connected = h->conn != NULL;
+		int stop = atomic_load(&h->v->stop), closed = h->closed, connected = h->conn != NULL;
 
 		h->closed = 0;
 		h->refresh = 0;
@@ -365,7 +384,7 @@ ctl_virt_event_main(void *arg)
 {
 	struct ctl_virt *v = arg;
 
-	while (!v->stop)
+	while (!atomic_load(&v->stop))
 		virEventRunDefaultImpl();
 	return NULL;
 }
@@ -425,8 +444,13 @@ ctl_virt_start(const struct ctl_conf *conf, struct ctl_post *post,
 		h->idx = i;
 		h->conf_copy = conf->hosts[i];
 		h->conf = &h->conf_copy;
+		pthread_condattr_t ca;
+
 		pthread_mutex_init(&h->lock, NULL);
-		pthread_cond_init(&h->cond, NULL);
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&h->cond, &ca);
+		pthread_condattr_destroy(&ca);
 		if (pthread_create(&h->thread, &attr, ctl_virt_host_main, h) != 0) {
 			pthread_attr_destroy(&attr);
 			ctl_virt_stop(v);
@@ -467,17 +491,29 @@ ctl_virt_stop(struct ctl_virt *v)
 {
 	if (!v)
 		return;
-	v->stop = 1;
-	for (int i = 0; i < v->nhosts; i++) {
+	atomic_store(&v->stop, 1);
+	for (int i = 0; i < v->nhosts; i++)
 		ctl_virt_wake(&v->hosts[i], 0);
-		pthread_join(v->hosts[i].thread, NULL);
-		pthread_mutex_destroy(&v->hosts[i].lock);
-		pthread_cond_destroy(&v->hosts[i].cond);
+	for (int i = 0; i < v->nhosts; i++) {
+		struct timespec ts;
+
+		/* A thread inside virConnectOpen() towards a dead host may sit
+		 * there for a TCP timeout: do not wait that out at exit. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += CTL_VIRT_STOP_WAIT_S;
+		if (pthread_timedjoin_np(v->hosts[i].thread, NULL, &ts) != 0)
+			v->unjoined++;
 	}
-	if (v->ev_started) {
+	if (v->ev_started && !v->unjoined) {
 		/* Wake virEventRunDefaultImpl() so it sees stop. */
 		virEventAddTimeout(0, ctl_virt_noop_timer, NULL, NULL);
 		pthread_join(v->ev_thread, NULL);
+	}
+	if (v->unjoined)
+		return;	/* the process is exiting; stuck threads still use v */
+	for (int i = 0; i < v->nhosts; i++) {
+		pthread_mutex_destroy(&v->hosts[i].lock);
+		pthread_cond_destroy(&v->hosts[i].cond);
 	}
 	free(v->hosts);
 	free(v);

@@ -208,9 +208,12 @@ fc_status(struct fc *c, int hosts, int vms)
 			size_t n = 0;
 			double a = fc_n(it, "telemetry_age_ms");
 
-			cJSON_ArrayForEach(ip, ips)
-				n += (size_t)snprintf(ipl + n, n < sizeof(ipl) ? sizeof(ipl) - n : 0, "%s%s",
-				    n ? "," : "", ip->valuestring);
+			cJSON_ArrayForEach(ip, ips) {
+				if (n >= sizeof(ipl))
+					break;
+				n += (size_t)snprintf(ipl + n, sizeof(ipl) - n, "%s%s", n ? "," : "",
+				    ip->valuestring);
+			}
 			if (a < 0)
 				snprintf(age, sizeof(age), "none");
 			else
@@ -293,7 +296,7 @@ fc_migrate(struct fc *c, const char *vm, const char *to, const char *reason, int
 		    "%.1f MiB copied\n", vm, to, fc_n(m, "elapsed_ms"), fc_n(m, "downtime_ms"),
 		    fc_n(m, "handover_ms"), fc_n(m, "bytes_processed") / (1 << 20));
 	}
-	if (strcmp(phase, "done") != 0) {
+	if (strcmp(phase, "done") != 0 || fc_s(m, "error")[0]) {
 		char why[300];
 
 		/* phase and the error live in m: copy them before freeing it. */
@@ -337,8 +340,19 @@ fc_drain(struct fc *c, const char *host, int on, int wait)
 					return 0;
 				}
 			}
-		if (!c->json)
-			printf("%s: %s, %.0f VM(s) left\n", host, state, vms);
+		if (!strcmp(state, "active")) {
+			cJSON_Delete(hosts);
+			fc_die("%s: drain stopped (host undrained)", host);
+		}
+		if (!c->json) {
+			const char *blocked = "";
+
+			cJSON_ArrayForEach(it, hosts)
+				if (!strcmp(fc_s(it, "name"), host))
+					blocked = fc_s(it, "drain_blocked");
+			printf("%s: %s, %.0f VM(s) left%s%s\n", host, state, vms,
+			    blocked[0] ? "; blocked: " : "", blocked);
+		}
 		cJSON_Delete(hosts);
 		sleep(1);
 	}

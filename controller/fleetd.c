@@ -175,12 +175,17 @@ fleetd_same_topology(const struct ctl_conf *a, const struct ctl_conf *b)
 {
 	if (a->nhosts != b->nhosts || a->nregions != b->nregions)
 		return 0;
+	for (int i = 0; i < a->nregions; i++)
+		if (strcmp(a->regions[i].name, b->regions[i].name))
+			return 0;
 	for (int i = 0; i < a->nhosts; i++)
 		if (strcmp(a->hosts[i].name, b->hosts[i].name) ||
 		    strcmp(a->hosts[i].uri, b->hosts[i].uri) ||
 		    strcmp(a->hosts[i].region, b->hosts[i].region))
 			return 0;
-	return strcmp(a->redis, b->redis) == 0 && strcmp(a->api_listen, b->api_listen) == 0;
+	return strcmp(a->redis, b->redis) == 0 && strcmp(a->api_listen, b->api_listen) == 0 &&
+	    strcmp(a->redis_password, b->redis_password) == 0 &&
+	    strcmp(a->tls_cert, b->tls_cert) == 0 && strcmp(a->tls_key, b->tls_key) == 0;
 }
 
 static void
@@ -196,8 +201,8 @@ fleetd_on_hup(void *arg)
 		return;
 	}
 	if (!fleetd_same_topology(env->conf, nc)) {
-		log_warnx("reload refused: hosts, regions, redis or api_listen changed (restart "
-		    "fleetd for that); keeping the running configuration");
+		log_warnx("reload refused: hosts, regions, redis, its password, the API address or "
+		    "TLS files changed (restart fleetd for that); keeping the running configuration");
 		ctl_conf_free(nc);
 		return;
 	}
@@ -208,6 +213,11 @@ fleetd_on_hup(void *arg)
 	env->conf = nc;
 	if (log_level_parse(nc->log_level, &lvl) == 0)
 		log_set_level(lvl);
+	{
+		struct timeval tick = { nc->tick_ms / 1000, (nc->tick_ms % 1000) * 1000 };
+
+		event_add(env->tick, &tick);	/* re-adding a pending event resets its period */
+	}
 	log_info("reload ok path=%s", env->conf_path);
 }
 

@@ -101,10 +101,11 @@ void ctl_order_start(struct fleetd *env);
 void ctl_order_stop(struct fleetd *env);
 
 /* ctl_mig.c: the migration executor. */
-/* Start moving vm to dest. 0 with *id set, or -1 with the reason
- * (pre-check refusals carry the pre-check's sentence). */
+/* Start moving vm to dest. policy = 1 for the controller's own moves
+ * (they wait out a VM's cooldown), 0 for an operator's. 0 with *id set, or
+ * -1 with the reason (pre-check refusals carry the pre-check's sentence). */
 int ctl_mig_start(struct fleetd *env, const char *vm, const char *dest, const char *reason,
-    unsigned *id, char *why, size_t whylen);
+    int policy, unsigned *id, char *why, size_t whylen);
 int ctl_mig_cancel(struct fleetd *env, unsigned id, char *why, size_t whylen);
 struct cJSON *ctl_mig_json(struct fleetd *env, unsigned id);	/* id 0: all */
 /* A domain lifecycle event from a host (the cutover trigger). */

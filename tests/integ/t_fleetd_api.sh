@@ -116,10 +116,17 @@ t_wait 3 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json hosts
 	t_fail "lease seen by fleetd"
 out=$(FC migrate px-a --to eu-2 2>&1); rc=$?
 t_eq "fleetctl migrate: exit 1 when the migration fails" 1 "$rc"
-t_match "fleetctl migrate: one-line reason" 'migration 1 failed: no ack from agent eu-2 for prepare in 3000 ms' "$(echo "$out" | tail -n1)"
+t_match "fleetctl migrate: one-line reason" 'migration 1 failed: prepare on eu-2 failed: no ack from agent eu-2 in 3000 ms' "$(echo "$out" | tail -n1)"
 order=$(R XRANGE pf:host:eu-2:orders - + | tr '\n' '|')
 t_match "prepare order written for eu-2's agent" '\|op\|prepare\|vm\|px-a\|ips\|10.77.1.100\|mac\|52:54:00:aa:00:01\|dev\|br0\|via\|\|' "$order"
 t_match "VM still on its source after the failed migration" 'px-a +eu-1 +running' "$(FC vms)"
+t_match "a failed prepare is taken back (withdraw ordered)" '\|op\|withdraw\|vm\|px-a\|' "$(R XRANGE pf:host:eu-2:orders - + | tr '\n' '|')"
+# Cancel while the destination has not answered the prepare yet.
+out=$(FC migrate px-a --to eu-2 --reason test --no-wait)
+t_match "migrate --no-wait returns at once" 'migration 2 started: px-a -> eu-2' "$out"
+t_match "cancel in prepare: 202" '^202 .*"phase":"cancelled"' "$(call DELETE /v1/migrations/2)"
+t_eq "cancel in prepare: a second withdraw ordered" 2 "$(R XRANGE pf:host:eu-2:orders - + | grep -c '^withdraw$')"
+t_match "cancelled twice: 409" '^409 .*too late to cancel' "$(call DELETE /v1/migrations/2)"
 t_match "migration listed as failed" '"phase":"failed"' "$(call GET /v1/migrations/1)"
 t_match "journal has the failure with its reason" 'failed id=1 vm=px-a from=eu-1 to=eu-2 reason=operator' "$(FC events)"
 t_match "drain: 202" '^202 .*"state":"drain"' "$(call POST /v1/hosts/eu-2/drain)"
@@ -131,6 +138,7 @@ t_match "undrain: 202" '^202 ' "$(call POST /v1/hosts/eu-2/undrain)"
 # --- metrics ---
 m=$(curl -s -H "Authorization: Bearer $TOKEN" $API/metrics)
 t_match "metrics: failed migration counted" 'fleetd_migrations_total\{outcome="failed"\} 1' "$m"
+t_match "metrics: cancelled migration counted" 'fleetd_migrations_total\{outcome="cancelled"\} 1' "$m"
 t_match "metrics: refusals counted" 'fleetd_migrations_total\{outcome="refused"\} 2' "$m"
 t_match "metrics: hosts" 'fleetd_hosts 2' "$m"
 t_match "metrics: VMs per host" 'fleetd_host_vms\{host="eu-1",region="eu"\} 1' "$m"

@@ -169,9 +169,20 @@ test_precheck(void **state)
 	a->migration = 4;
 	EXPECT_REFUSED(a, 1, "already migrating (migration 4)");
 	a->migration = 0;
-	a->state = VM_SHUTOFF;
-	EXPECT_REFUSED(a, 1, "is shutoff, not running");
+	a->state = VM_PAUSED;
+	EXPECT_REFUSED(a, 1, "is paused: only running (live) or shut-off (offline) VMs move");
+	a->state = VM_SHUTOFF;	/* a warm standby moves offline */
+	assert_int_equal(ctl_precheck(&m, a, 1, &lim, why, sizeof(why)), 0);
 	a->state = VM_RUNNING;
+	/* Policy moves wait out the cooldown; operator moves do not. */
+	a->cooldown_until_ms = 5000;
+	lim.now_ms = 4000;
+	assert_int_equal(ctl_precheck(&m, a, 1, &lim, why, sizeof(why)), 0);
+	lim.use_cooldown = 1;
+	EXPECT_REFUSED(a, 1, "cooldown 1000 ms left");
+	lim.now_ms = 6000;
+	assert_int_equal(ctl_precheck(&m, a, 1, &lim, why, sizeof(why)), 0);
+	lim.use_cooldown = 0;
 	lim.in_flight = 2;
 	EXPECT_REFUSED(a, 1, "2 migrations in flight, the limit is 2");
 	lim.in_flight = 1;
@@ -180,6 +191,23 @@ test_precheck(void **state)
 	m.hosts[1].migrations = 0;
 	b->vcpus = 8;
 	EXPECT_REFUSED(b, 0, "lacks vCPUs");
+	b->vcpus = 1;
+
+	/* Room is reserved on the destination of a VM in flight: eu-2 has
+	 * 1 GiB; a-sb (128 MiB) lives there and c (800 MiB) is moving in. */
+	struct ctl_vm *cvm = add_vm(&m, "c", 0, 800 << 20);
+	cvm->migration = 9;
+	cvm->mig_dst = 1;
+	ctl_model_tally(&m);
+	assert_int_equal(m.hosts[1].mem_used, (128 + 800) << 20);
+	EXPECT_REFUSED(b, 1, "destination eu-2 lacks memory: 96 MiB free, 200 MiB needed");
+	/* Anti-affinity also sees a peer on its way to the destination. */
+	cvm->mig_dst = 2;
+	snprintf(cvm->meta.peer, sizeof(cvm->meta.peer), "b");
+	snprintf(b->meta.peer, sizeof(b->meta.peer), "c");
+	b->host = 0;
+	ctl_model_tally(&m);
+	EXPECT_REFUSED(b, 2, "anti-affinity: b's standby c is moving to us-1");
 	ctl_model_free(&m);
 }
 
