@@ -42,7 +42,7 @@ include common/build.mk
 .PHONY: all test check demo clean deps image lab-up lab-down lab-status fuzz bench
 .DEFAULT_GOAL := all
 
-all: $(PROGS)
+all: $(PROGS) $(TEST_TOOLS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(@D)

@@ -912,7 +912,8 @@ ctl_drain_host(struct fleetd *env, int h)
 		if (!blocked[0])
 			snprintf(blocked, sizeof(blocked), "%s: %s", vm->name, why);
 	}
-	if (left == 0) {
+	/* Done once nothing is left and every move out has finished. */
+	if (left == 0 && host->migrations == 0) {
 		host->draining = 0;
 		host->maintenance = 1;
 		host->drain_blocked[0] = '\0';

@@ -15,11 +15,15 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <libvirt/virterror.h>
 
 #define CTL_VIRT_RESYNC_MS 10000
@@ -27,6 +31,7 @@
 #define CTL_VIRT_KEEPALIVE_S 1
 #define CTL_VIRT_KEEPALIVE_COUNT 3
 #define CTL_VIRT_STOP_WAIT_S 3
+#define CTL_VIRT_PROBE_MS 2000
 
 struct ctl_virt_host {
 	struct ctl_virt *v;
@@ -258,10 +263,74 @@ ctl_virt_list(struct ctl_virt_host *h, virConnectPtr conn)
 	ctl_virt_send(h->v, m);
 }
 
+/*
+ * For qemu+tcp:// and qemu+tls:// URIs, check with a non-blocking connect
+ * that libvirtd's port answers within CTL_VIRT_PROBE_MS. virConnectOpen()
+ * connects blocking, and a host whose link is down would hold this thread
+ * in the kernel's SYN retries for a minute, long after the link is back.
+ * Other URIs (ssh, local) are not probed. 0 when reachable or not probed.
+ */
+static int
+ctl_virt_probe(const char *uri, char *why, size_t whylen)
+{
+	const char *p = strstr(uri, "://"), *end;
+	char host[256], port[8];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST }, *ai;
+	int fd, r, tls = strncmp(uri, "qemu+tls", 8) == 0;
+	struct pollfd pfd;
+
+	if (!p || (strncmp(uri, "qemu+tcp", 8) != 0 && !tls))
+		return 0;
+	p += 3;
+	end = p + strcspn(p, "/?");
+	if (*p == '[') {
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+
+		if (!rb)
+			return 0;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - p - 1), p + 1);
+		p = rb + 1;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		snprintf(host, sizeof(host), "%.*s", (int)((colon ? colon : end) - p), p);
+		p = colon ? colon : end;
+	}
+	if (*p == ':')
+		snprintf(port, sizeof(port), "%.*s", (int)(end - p - 1), p + 1);
+	else
+		snprintf(port, sizeof(port), "%s", tls ? "16514" : "16509");
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		return 0;	/* a name: let libvirt resolve it */
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	r = fd < 0 ? -1 : connect(fd, ai->ai_addr, ai->ai_addrlen);
+	if (r < 0 && fd >= 0 && errno == EINPROGRESS) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		r = poll(&pfd, 1, CTL_VIRT_PROBE_MS) == 1 &&
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0 ? 0 : -1;
+		if (r < 0)
+			errno = err ? err : ETIMEDOUT;
+	}
+	if (r < 0)
+		snprintf(why, whylen, "cannot reach %.100s:%.7s: %.80s", host, port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return r;
+}
+
 static virConnectPtr
 ctl_virt_open(struct ctl_virt_host *h, char *why, size_t whylen)
 {
-	virConnectPtr c = virConnectOpen(h->conf->uri);
+	virConnectPtr c;
+
+	if (ctl_virt_probe(h->conf->uri, why, whylen) < 0)
+		return NULL;
+	c = virConnectOpen(h->conf->uri);
 
 	if (!c) {
 		ctl_virt_errmsg(why, whylen);

@@ -37,6 +37,7 @@ MGMT_IF=pfmgmt0
 MGMT_ROOT_IP=10.77.254.1
 MGMT_EDGE_IP=10.77.254.2
 LAB_NET=10.77.0.0/16
+GW_MAC=02:77:00:00:00:01
 REDIS_PORT=6379
 
 die() { echo "lab: $*" >&2; exit 1; }
@@ -144,9 +145,13 @@ edge_up() {
 	ip netns exec "$EDGE_NS" sysctl -qw net.ipv4.ip_forward=1 \
 		net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.forwarding=1
 	local r br
+	# Anycast gateway: every region's gateway answers with one MAC, so a VM
+	# moved across regions keeps a valid gateway entry in its ARP cache (it
+	# cannot know it moved). Providers do the same with a shared virtual
+	# router MAC (docs/design.md).
 	for r in "${REGIONS[@]}"; do
 		br=$(region_bridge "$r")
-		ip -n "$EDGE_NS" link add "$br" type bridge stp_state 0 forward_delay 0
+		ip -n "$EDGE_NS" link add "$br" address "$GW_MAC" type bridge stp_state 0 forward_delay 0
 		ip -n "$EDGE_NS" addr add "$(region_gw "$r")/24" dev "$br"
 		ip -n "$EDGE_NS" addr add "$(region_gw6 "$r")/64" dev "$br" nodad
 		ip -n "$EDGE_NS" link set "$br" up
@@ -345,6 +350,51 @@ agent_has_lease() {
 		exists "pf:host:$1:lease" 2>/dev/null | grep -qx 1
 }
 
+# ---------------------------------------------------------------- controller
+
+FLEETD=$ROOT/build/bin/fleetd
+API_ADDR=127.0.0.1:8480
+
+# fleetd_up: the controller in the root namespace (it reaches every host's
+# libvirtd and Redis through the management link), configured from the
+# address plan. Its API token is made once per lab, like Redis's password.
+fleetd_up() {
+	local dir="$STATE_DIR/fleetd" h r
+	[ -x "$FLEETD" ] || { log "no $FLEETD: the lab runs without a controller (run make first)"; return 0; }
+	mkdir -p "$dir"
+	umask 077
+	{
+		cat <<CONF
+# fleetd for the proxyfleet lab, written by deploy/lab/lab.sh
+[fleetd]
+api_listen = $API_ADDR
+api_token = $(lab_env_get PF_API_TOKEN)
+redis = $MGMT_ROOT_IP:$REDIS_PORT
+redis_password = $(lab_env_get PF_REDIS_PASS)
+tick = 500ms
+stale_after = 5s
+
+[migration]
+max_concurrent = 2
+max_per_host = 1
+max_downtime = 50ms
+timeout = 40s
+cooldown = 30s
+CONF
+		for r in "${REGIONS[@]}"; do
+			printf '\n[region %s]\nedge = edge\n' "$r"
+		done
+		for h in "${HOSTS[@]}"; do
+			printf '\n[host %s]\nregion = %s\nuri = %s\naddress = %s\nbridge = br0\nmemory = 1G\nvcpus = 4\nnic = 125M\n' \
+				"$h" "$(host_region "$h")" "$(host_uri "$h")" "$(host_ip "$h")"
+		done
+	} >"$dir/fleetd.conf"
+	umask 022
+	"$FLEETD" -n -f "$dir/fleetd.conf" >/dev/null || die "fleetd refuses $dir/fleetd.conf"
+	spawn fleetd "$dir/fleetd.log" "$FLEETD" -f "$dir/fleetd.conf" >/dev/null
+	wait_for 10 curl -sf "http://$API_ADDR/healthz" || die "fleetd does not answer (see $dir/fleetd.log)"
+}
+
 agents_up() {
 	local h
 	if [ ! -x "$NETMIGRATED" ]; then
@@ -368,9 +418,11 @@ lab_env_get() { [ -f "$LAB_ENV" ] && sed -n "s/^$1=//p" "$LAB_ENV" | tr -d "'\""
 # lab_env_write: the address plan, for the other tools to source. The Redis
 # password is made once per lab and kept while the lab lives.
 lab_env_write() {
-	local pass h r v
+	local pass token h r v
 	pass=$(lab_env_get PF_REDIS_PASS)
 	[ -n "$pass" ] || pass=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+	token=$(lab_env_get PF_API_TOKEN)
+	[ -n "$token" ] || token=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 	mkdir -p "$LAB_DIR"
 	{
 		echo "# proxyfleet lab address plan, written by deploy/lab/lab.sh; source it."
@@ -392,6 +444,9 @@ lab_env_write() {
 		echo "PF_REDIS_PORT=$REDIS_PORT"
 		echo "PF_REDIS_ADDR=$MGMT_ROOT_IP:$REDIS_PORT"
 		echo "PF_REDIS_PASS=$pass"
+		echo "PF_API_TOKEN=$token"
+		echo "PF_API_URL=http://$API_ADDR"
+		echo "export FLEETCTL_API=http://$API_ADDR FLEETCTL_TOKEN=$token"
 		echo "PF_IMAGE_KERNEL=$IMAGE_DIR/vmlinuz"
 		echo "PF_IMAGE_INITRD=$IMAGE_DIR/initrd.img"
 		for r in "${REGIONS[@]}"; do
@@ -433,6 +488,7 @@ lab_healthy() {
 		if [ -x "$NETMIGRATED" ]; then state_pid "netmigrated-$h" >/dev/null || return 1; fi
 	done
 	if [ -x "$NETMIGRATED" ]; then state_pid netmigrated-edge >/dev/null || return 1; fi
+	if [ -x "$FLEETD" ]; then state_pid fleetd >/dev/null || return 1; fi
 	return 0
 }
 
@@ -488,6 +544,7 @@ cmd_up() {
 			die "libvirtd on $h does not answer at $(host_uri "$h") (see $(host_dir "$h")/libvirtd.log)"
 	done
 	agents_up
+	fleetd_up
 	lab_env_write
 	log "up in $((SECONDS - t0)) s; address plan in $LAB_ENV"
 	cmd_status
@@ -555,6 +612,11 @@ cmd_status() {
 		if agent_has_lease "$h"; then agents+=" $h:lease"; else agents+=" $h:none"; fi
 	done
 	echo "agents (netmigrated):$agents"
+	if curl -sf "http://$API_ADDR/healthz" >/dev/null 2>&1; then
+		echo "fleetd: http://$API_ADDR (. $LAB_ENV; build/bin/fleetctl status)"
+	else
+		echo "fleetd: not running"
+	fi
 	if redis_ping 2>/dev/null; then v=yes; else v=no; fi
 	echo "redis $MGMT_ROOT_IP:$REDIS_PORT answers: $v; client netns $CLIENT_NS (10.77.0.2); edge $EDGE_NS; env $LAB_ENV"
 }

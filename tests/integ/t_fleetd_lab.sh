@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# t_fleetd_lab.sh: fleetd moving real proxy VMs on the lab, through
+# fleetctl, while a client keeps connecting through the proxy.
+#
+#  1. within a region (eu-1 -> eu-2) and 2. across regions (eu-2 -> us-1)
+#     while pfprobe opens a connection through the proxy every 20 ms: the VM
+#     ends on the destination only (virsh), the edge route follows it, and
+#     the client-observed outage beyond libvirt's downtime is under 50 ms;
+#  3. back home (us-1 -> eu-1): the edge route is withdrawn;
+#  4. drain a host with two VMs: both land elsewhere, host in maintenance;
+#  5. the destination's link cut during a migration: the migration fails,
+#     the VM keeps serving from the source with its IP.
+# Real everything: libvirtd, QEMU guests running proxyvmd, netmigrated on
+# every host and the edge, fleetd, Redis, curl.
+. "$(dirname "$0")/lib.sh"
+t_need_root
+
+LAB="bash $T_ROOT/deploy/lab/lab.sh"
+VM="bash $T_ROOT/deploy/lab/vm.sh"
+STATE_DIR=/run/proxyfleet-lab
+FC="$PF_BIN/fleetctl"
+GAP_LIMIT_MS=50
+
+in_client() { ip netns exec pf-client "$@"; }
+uri() { echo "qemu+tcp://$1/system"; }
+EU1=$(uri 10.77.1.11) EU2=$(uri 10.77.1.12) US1=$(uri 10.77.2.11)
+running_on() { timeout 10 virsh -q -c "$1" list --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
+defined_on() { timeout 10 virsh -q -c "$1" list --all --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
+serves() { in_client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
+mig_field() { "$FC" --json migrations | tr -d ' \n\t' | grep -o "{\"id\":$1,[^}]*}" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
+
+t_check "build and image" make -C "$T_ROOT" --no-print-directory all image
+if [ -f $STATE_DIR/state ] && $LAB status 2>/dev/null | grep -q '^fleetd: http'; then
+	t_diag "reusing the lab that is already up; it stays up"
+else
+	t_defer "$LAB down"
+	t_check "lab up (hosts, agents, fleetd)" $LAB up
+fi
+. "$T_ROOT/build/lab/lab.env"
+export FLEETCTL_API FLEETCTL_TOKEN
+
+A=px-tfl-1 AIP=10.77.1.160 B=px-tfl-2 BIP=10.77.1.161
+for h in eu-1 eu-2 us-1; do t_defer "$VM destroy $h $A; $VM destroy $h $B"; done
+t_defer "'$FC' undrain eu-1"
+t_defer "ip -n pf-edge link set pfe-eu-1 up"
+t_check "VM $A starts on eu-1" $VM start eu-1 $A $AIP
+t_check "VM $B starts on eu-1" $VM start eu-1 $B $BIP
+t_wait 90 serves $AIP && t_ok "$A serves through proxyvmd" || t_fail "$A serves through proxyvmd"
+t_wait 90 serves $BIP && t_ok "$B serves through proxyvmd" || t_fail "$B serves through proxyvmd"
+t_wait 20 sh -c "'$FC' --json vms | tr -d ' \n\t' | grep -q '\"name\":\"$A\",\"host\":\"eu-1\",\"state\":\"running\"'" &&
+	t_ok "fleetd sees $A running on eu-1" || t_fail "fleetd sees $A running on eu-1" "$("$FC" vms)"
+t_wait 10 sh -c "'$FC' --json vms | tr -d ' \n\t' | grep -A0 -o '\"name\":\"$A\"[^}]*\"stale\":false'" &&
+	t_ok "$A telemetry reaches fleetd" || t_fail "$A telemetry reaches fleetd" "$("$FC" vms)"
+
+# move VM IP DEST: migrate with fleetctl while pfprobe runs; asserts and
+# prints the client's view against libvirt's downtime. Sets MIG_ID.
+move() {
+	local vm=$1 ip=$2 dest=$3 out probe outage downtime id
+	id=$vm-$dest
+	# `ip netns exec` execs pfprobe: $! is the probe itself.
+	ip netns exec pf-client "$PF_BIN/pfprobe" -s 60 -l "$T_TMP/probe-$id.log" "$ip" 3128 \
+		"$PF_ORIGIN_URL" >"$T_TMP/probe-$id.out" 2>&1 &
+	local ppid=$!
+	sleep 1
+	if out=$("$FC" migrate "$vm" --to "$dest" 2>&1); then
+		t_ok "fleetctl migrate $vm --to $dest"
+	else
+		t_fail "fleetctl migrate $vm --to $dest" "$(echo "$out" | tail -n 3)"
+	fi
+	sleep 1
+	kill -TERM $ppid
+	wait $ppid
+	probe=$(cat "$T_TMP/probe-$id.out")
+	outage=$(sed -n 's/.*outage_ms=\([0-9]*\).*/\1/p' <<<"$probe")
+	MIG_ID=$(sed -n 's/^migration \([0-9]*\): .*/\1/p' <<<"$out" | head -n1)
+	downtime=$(mig_field "${MIG_ID:-0}" downtime_ms)
+	t_diag "$vm -> $dest: $(echo "$out" | tail -n 1)"
+	t_diag "client (new connection every 20 ms, 0.5 s timeout): $probe; libvirt downtime ${downtime} ms"
+	t_match "client probes recover after the move" 'ok=[1-9]' "ok=$(tail -n 5 "$T_TMP/probe-$id.log" | grep -c ' ok ')"
+	t_le "client outage beyond libvirt's downtime (ms, limit $GAP_LIMIT_MS)" \
+		$((${outage:-9999} - ${downtime:-0})) $GAP_LIMIT_MS
+}
+
+# 1. within the region
+move $A $AIP eu-2
+t_eq "$A runs on eu-2 only (eu-1 has none of it)" "$A|" "$(running_on "$EU2" | tr ',' '\n' | grep -x $A)|$(defined_on "$EU1" | tr ',' '\n' | grep -x $A)"
+t_match "journal: migration done with timings" "done id=$MIG_ID vm=$A from=eu-1 to=eu-2 .*downtime_ms=[0-9]+ .*handover_ms=[0-9]+ telemetry=resumed" "$("$FC" events)"
+
+# 2. across regions: the edge routes the /32 to us-1
+move $A $AIP us-1
+t_eq "$A runs on us-1 only" "$A|" "$(running_on "$US1" | tr ',' '\n' | grep -x $A)|$(defined_on "$EU2" | tr ',' '\n' | grep -x $A)"
+t_match "edge routes $AIP to us-1" "^$AIP via 10.77.2.11 dev br-us proto 77" "$(ip -n pf-edge route show $AIP)"
+t_match "us-1 delivers $AIP onto its VM bridge" "^$AIP dev br0 proto 77" "$(ip -n pf-us-1 route show $AIP)"
+
+# 3. home again: the edge route goes
+move $A $AIP eu-1
+t_eq "edge /32 withdrawn once home" "" "$(ip -n pf-edge route show $AIP)"
+t_eq "us-1 route withdrawn" "" "$(ip -n pf-us-1 route show $AIP)"
+
+# 4. drain eu-1 (A and B on it)
+out=$("$FC" drain eu-1 --wait 2>&1)
+t_match "drain eu-1 --wait ends in maintenance" 'eu-1: drained, in maintenance' "$out"
+t_eq "eu-1 runs no VM after the drain" "" "$(running_on "$EU1")"
+t_eq "both VMs stay in the region (eu-2)" "$A,$B" "$(running_on "$EU2" | tr ',' '\n' | grep -E "^($A|$B)$" | sort | paste -sd, -)"
+t_check "$A serves after the drain" serves $AIP
+t_check "$B serves after the drain" serves $BIP
+t_match "migrations to eu-1 refused while in maintenance" "destination eu-1 is in maintenance" "$("$FC" migrate $B --to eu-1 2>&1)"
+t_check "undrain eu-1" "$FC" undrain eu-1
+
+# 5. the destination's link cut in the middle of a migration
+out=$("$FC" migrate $B --to eu-1 --no-wait --reason fault-test 2>&1)
+id=$(sed -n 's/^migration \([0-9]*\) started.*/\1/p' <<<"$out")
+t_wait 30 sh -c "[ \"\$(FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' --json migrations | tr -d ' \n\t' | grep -o '{\"id\":$id,[^}]*}' | grep -o '\"phase\":\"[a-z]*\"')\" = '\"phase\":\"migrating\"' ]" ||
+	t_fail "migration $id reaches the copy phase"
+ip -n pf-edge link set pfe-eu-1 down
+t0=$(date +%s%N)
+t_wait 60 sh -c "FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' --json migrations | tr -d ' \n\t' | grep -o '{\"id\":$id,[^}]*}' | grep -q '\"phase\":\"failed\"'" &&
+	t_ok "link cut: migration $id fails" || t_fail "link cut: migration $id fails" "$("$FC" migrations)"
+t_diag "link cut: migration failed $((($(date +%s%N) - t0) / 1000000)) ms after the cut: $("$FC" migrations | awk -v id=$id '$1 == id')"
+t_match "VM $B still runs on eu-2" "(^|,)$B(,|$)" "$(running_on "$EU2")"
+t_check "VM $B still serves from eu-2 with its IP" serves $BIP
+t_match "journal: failure says the VM stayed" "failed id=$id vm=$B .*still_on_source=running" "$("$FC" events)"
+ip -n pf-edge link set pfe-eu-1 up
+t_done
