@@ -126,6 +126,7 @@ static const struct conf_key ctl_keys[] = {
 	{ "migration", "auto_converge", CONF_BOOL, F(mig_auto_converge), 0, 0, NULL },
 	{ "migration", "compressed", CONF_BOOL, F(mig_compressed), 0, 0, NULL },
 	{ "migration", "postcopy", CONF_BOOL, F(mig_postcopy), 0, 0, NULL },
+	{ "migration", "postcopy_after", CONF_MS, F(mig_postcopy_after_ms), 0, 3600000, NULL },
 	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
 	{ "host", "region", CONF_STR, H(region), 0, CTL_NAME_MAX, NULL },
 	{ "host", "uri", CONF_STR, H(uri), 0, 256, NULL },
@@ -221,6 +222,7 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	c->mig_cooldown_ms = 60000;
 	c->mig_auto_converge = 1;
 	c->mig_compressed = 1;
+	c->mig_postcopy_after_ms = 10000;
 	if (conf_load(path, ctl_sections, ctl_keys, c, err, errlen) < 0 ||
 	    ctl_conf_validate(c, path, err, errlen) < 0) {
 		ctl_conf_free(c);

@@ -55,6 +55,7 @@ struct ctl_conf {
 	int mig_auto_converge;
 	int mig_compressed;
 	int mig_postcopy;
+	long long mig_postcopy_after_ms;	/* switch to post-copy after this long */
 	/* sections */
 	struct ctl_conf_region *regions;
 	int nregions;

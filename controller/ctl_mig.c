@@ -63,7 +63,8 @@ struct ctl_mig_job {
 	char migrate_uri[128];
 	unsigned long flags;
 	unsigned long long bandwidth;
-	long long max_downtime_ms, timeout_ms;
+	long long max_downtime_ms, timeout_ms, postcopy_after_ms;
+	char postcopy_note[160];	/* written by the poller, read after its join */
 	atomic_int cancel;	/* set by the loop */
 	atomic_int timed_out;	/* set by the poller */
 	atomic_int finished;	/* the migration call returned: poller stops */
@@ -92,6 +93,7 @@ struct ctl_mig {
 	int tel_resumed;
 	char error[256];
 	char note[200];
+	char postcopy[160];	/* what a post-copy switch did, "" when none */
 	struct ctl_mig_job *job;
 	pthread_t thread;
 	int thread_running;
@@ -199,7 +201,7 @@ ctl_mig_poller(void *arg)
 	struct ctl_poller *p = arg;
 	struct ctl_mig_job *j = p->j;
 	int64_t start = clock_mono_ms();
-	int aborted = 0;
+	int aborted = 0, postcopy = 0;
 
 	while (!atomic_load(&j->finished)) {
 		virTypedParameterPtr params = NULL;
@@ -208,9 +210,24 @@ ctl_mig_poller(void *arg)
 		usleep(CTL_MIG_POLL_MS * 1000);
 		if (atomic_load(&j->finished))
 			break;
-		if (!aborted && clock_mono_ms() - start > j->timeout_ms)
+		/* Post-copy, where offered: a copy still running after
+		 * postcopy_after switches; from then on the destination runs
+		 * the guest and the job can no longer be aborted. */
+		if ((j->flags & VIR_MIGRATE_POSTCOPY) && !postcopy && !aborted &&
+		    clock_mono_ms() - start > j->postcopy_after_ms) {
+			postcopy = 1;
+			if (virDomainMigrateStartPostCopy(p->dom, 0) < 0) {
+				snprintf(j->postcopy_note, sizeof(j->postcopy_note), " postcopy=\"%.120s\"",
+				    virGetLastErrorMessage());
+				virResetLastError();
+			} else {
+				snprintf(j->postcopy_note, sizeof(j->postcopy_note), " postcopy=switched");
+			}
+		}
+		if (!aborted && !postcopy && clock_mono_ms() - start > j->timeout_ms)
 			atomic_store(&j->timed_out, 1);
-		if (!aborted && (atomic_load(&j->cancel) || atomic_load(&j->timed_out))) {
+		if (!aborted && !postcopy &&
+		    (atomic_load(&j->cancel) || atomic_load(&j->timed_out))) {
 			/* Retried on the next poll when libvirt refuses. */
 			if (virDomainAbortJob(p->dom) == 0)
 				aborted = 1;
@@ -365,13 +382,13 @@ ctl_mig_journal_end(struct ctl_mig *m)
 
 	ctl_journal(env, "migration",
 	    "%s id=%u vm=%s from=%s to=%s reason=%s mode=%s total_ms=%lld libvirt_ms=%lld "
-	    "downtime_ms=%lld bytes=%llu handover_ms=%lld telemetry=%s%s%s%s%s",
+	    "downtime_ms=%lld bytes=%llu handover_ms=%lld telemetry=%s%s%s%s%s%s",
 	    ctl_mig_phases[m->phase], m->id, m->vm, ctl_hconf(env, m->src)->name,
 	    ctl_hconf(env, m->dst)->name, m->reason, m->offline ? "offline" : "live",
 	    (long long)total, (long long)m->libvirt_ms, (long long)m->downtime_ms,
 	    (unsigned long long)m->processed, (long long)handover,
 	    m->tel_resumed ? "resumed" : "not-seen",
-	    m->error[0] ? " error=\"" : "", m->error, m->error[0] ? "\"" : "", m->note);
+	    m->error[0] ? " error=\"" : "", m->error, m->error[0] ? "\"" : "", m->note, m->postcopy);
 }
 
 static void
@@ -602,6 +619,7 @@ ctl_mig_on_msg(void *arg)
 	}
 	m->job = NULL;
 	m->libvirt_ms = clock_mono_ms() - m->t_job;
+	str_copy(m->postcopy, j->postcopy_note, sizeof(m->postcopy));
 	if (msg->ok) {
 		if (msg->dst_running == 0 && !m->offline)
 			snprintf(m->note, sizeof(m->note), " verify=\"not running on the destination\"");
@@ -666,6 +684,7 @@ ctl_mig_launch(struct ctl_mig *m)
 	j->bandwidth = (unsigned long long)c->mig_bandwidth;
 	j->max_downtime_ms = c->mig_max_downtime_ms;
 	j->timeout_ms = c->mig_timeout_ms;
+	j->postcopy_after_ms = c->mig_postcopy_after_ms;
 	m->job = j;
 	m->phase = MIG_MIGRATING;
 	m->t_job = clock_mono_ms();
@@ -813,7 +832,9 @@ ctl_mig_dom_event(struct fleetd *env, int host, const char *name, int event, int
 		    detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED) {
 			m->t_paused = clock_mono_ms();
 		} else if (host == m->dst && event == VIR_DOMAIN_EVENT_RESUMED &&
-		    detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED && m->phase == MIG_MIGRATING) {
+		    (detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED ||
+		     detail == VIR_DOMAIN_EVENT_RESUMED_POSTCOPY) && m->phase == MIG_MIGRATING) {
+			/* Post-copy: the guest runs on the destination from here. */
 			m->t_resume = clock_mono_ms();
 			log_info("resumed vm=%s on=%s paused_ms=%lld", name,
 			    ctl_hconf(env, host)->name,

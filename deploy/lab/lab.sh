@@ -311,7 +311,9 @@ host_answers() { timeout 5 virsh -c "$(host_uri "$1")" version >/dev/null 2>&1; 
 
 # ---------------------------------------------------------------- agents
 
-NETMIGRATED=$ROOT/build/bin/netmigrated
+# The daemons come from PF_BIN when set: `make test SANITIZE=1` runs the
+# lab's agents and controller under ASan and UBSan.
+NETMIGRATED=${PF_BIN:-$ROOT/build/bin}/netmigrated
 
 # agent_up NAME NETNS ROLE: netmigrated for NAME (a host, or the edge) in
 # its network namespace, when the binary is built. `ip netns exec` gives it
@@ -352,7 +354,7 @@ agent_has_lease() {
 
 # ---------------------------------------------------------------- controller
 
-FLEETD=$ROOT/build/bin/fleetd
+FLEETD=${PF_BIN:-$ROOT/build/bin}/fleetd
 API_ADDR=127.0.0.1:8480
 
 # fleetd_up: the controller in the root namespace (it reaches every host's

@@ -166,6 +166,29 @@ kill -HUP $FPID
 t_wait 3 grep -q 'reload ok' "$T_TMP/fleetd.log" && t_ok "SIGHUP with a good file: reloaded" || t_fail "SIGHUP reload"
 t_check "still serving after reloads" curl -sf $API/healthz
 
+# --- HTTPS: a second fleetd with a certificate ---
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$T_TMP/key.pem" -out "$T_TMP/cert.pem" 2>/dev/null
+sed -e "s/^api_listen = .*/api_listen = 127.0.0.1:$((PORT + 1))/" \
+	-e "s|^\[fleetd\]|[fleetd]\ntls_cert = $T_TMP/cert.pem\ntls_key = $T_TMP/key.pem|" \
+	"$T_TMP/good.conf" >"$T_TMP/tls.conf"
+"$PF_BIN/fleetd" -f "$T_TMP/tls.conf" >"$T_TMP/fleetd-tls.log" 2>&1 &
+TPID=$!
+t_defer "kill -9 $TPID"
+HAPI=https://127.0.0.1:$((PORT + 1))
+t_wait 10 curl -sf --cacert "$T_TMP/cert.pem" $HAPI/healthz && t_ok "HTTPS: /healthz with the CA" ||
+	t_fail "HTTPS: /healthz with the CA" "$(tail -n 3 "$T_TMP/fleetd-tls.log")"
+t_match "HTTPS: API answers with the token" '"name":"eu-1"' \
+	"$(curl -s --cacert "$T_TMP/cert.pem" -H "Authorization: Bearer $TOKEN" $HAPI/v1/hosts)"
+t_eq "HTTPS: plain HTTP on the TLS port gets no answer" 000 \
+	"$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:$((PORT + 1))/healthz)"
+out=$("$PF_BIN/fleetctl" --api $HAPI --token "$TOKEN" hosts 2>&1); rc=$?
+t_match "HTTPS: fleetctl refuses an unverified certificate, one line" "^fleetctl: cannot reach fleetd at $HAPI: .*(certificate|SSL)" "$out ($rc)"
+t_match "HTTPS: fleetctl --insecure works" '^eu-1 ' "$("$PF_BIN/fleetctl" --api $HAPI --token "$TOKEN" --insecure hosts | sed -n 2p)"
+kill -TERM $TPID
+rc=0; wait $TPID || rc=$?
+t_eq "HTTPS fleetd: clean exit" 0 "$rc"
+
 # --- graceful stop (under ASan a leak makes the exit status non-zero) ---
 kill -TERM $FPID
 rc=0; wait $FPID || rc=$?
