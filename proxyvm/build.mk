@@ -12,7 +12,7 @@ $(PX_PARSE_LIB): $(call objs,$(PX_PARSE_SRCS))
 
 PROGS += $(BIN)/proxyvmd
 $(BIN)/proxyvmd: $(call objs,$(PX_SRCS)) $(PX_PARSE_LIB) $(COMMON_LIB)
-LIBS_proxyvmd = $(call pc_libs,libevent hiredis inih libmnl libcrypt)
+LIBS_proxyvmd = $(call pc_libs,libevent hiredis inih libmnl libcrypt) -lpthread
 
 $(eval $(call unit_test,px_http,$(PX_PARSE_LIB),))
 $(eval $(call unit_test,px_socks,$(PX_PARSE_LIB),))

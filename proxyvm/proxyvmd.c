@@ -438,7 +438,7 @@ main(int argc, char **argv)
 	env.base = event_base_new();
 	if (!env.base)
 		fatalx("event_base_new failed");
-	env.auth = px_auth_new();
+	env.auth = px_auth_new(env.base);
 	if (!env.auth || px_auth_set_conf(env.auth, env.conf) < 0)
 		fatalx("out of memory");
 	if (env.conf->nameserver[0]) {

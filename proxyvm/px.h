@@ -5,7 +5,8 @@
  * headers and know nothing of this one.
  *
  * Threading: proxyvmd is one thread around one libevent loop; every
- * function here runs on it.
+ * function here runs on it. The one other thread is px_auth's crypt(3)
+ * worker, private to px_auth.c.
  */
 #ifndef PX_H
 #define PX_H
@@ -164,8 +165,27 @@ void px_sess_close_all(struct px_env *env);
  * ------------------------------------------------------------------------- */
 
 struct px_usage;
+struct px_authq;
 
-struct px_auth *px_auth_new(void);
+/* Verdicts of px_auth_check(). */
+enum {
+	PX_AUTH_PENDING = 1,	/* crypt(3) runs on the worker; cb follows */
+	PX_AUTH_OK = 0,
+	PX_AUTH_BAD = -1,	/* unknown user or wrong password */
+	PX_AUTH_LIMIT = -2,	/* user at its connection limit */
+	PX_AUTH_THROTTLED = -3,	/* too many uncached checks from this client or for this user */
+};
+
+/*
+ * Called on the loop thread when a pending check has its verdict (ok: 0 or
+ * -1). The verdict is filed in the caches first: the caller checks again
+ * (px_auth_check) and gets it at once, with its usage slot.
+ */
+typedef void px_auth_cb(int ok, void *arg);
+
+/* Users, caches, and the crypt(3) worker thread, whose verdicts arrive as
+ * events on base. px_auth_free() (accepts NULL) joins the worker. */
+struct px_auth *px_auth_new(struct event_base *base);
 void px_auth_free(struct px_auth *a);
 /* Replace the users from the config file (on start and reload). 0 / -1. */
 int px_auth_set_conf(struct px_auth *a, const struct px_conf *c);
@@ -175,15 +195,22 @@ int px_auth_set_redis(struct px_auth *a, const char *const *names,
 /* Users known (config + Redis). */
 size_t px_auth_count(const struct px_auth *a);
 /*
- * Check user/pass. Returns 0 and a usage slot in *usage (already counted
- * against the user's connection limit; give it back with px_usage_put()),
- * -1 on bad credentials, -2 when the user is at its connection limit.
+ * Check user/pass for a client at address client (its IP, the rate-limit
+ * key). Never blocks. PX_AUTH_OK: *usage is a slot already counted against
+ * the user's connection limit (give it back with px_usage_put()).
+ * PX_AUTH_PENDING: *q is the job; cb(arg) is called later unless
+ * px_authq_cancel(*q) is called first. Anything else is a refusal.
  */
 int px_auth_check(struct px_auth *a, const char *user, const char *pass,
-    struct px_usage **usage);
-/* The same for an HTTP "Basic <base64>" credential. */
+    const char *client, struct px_usage **usage, px_auth_cb *cb, void *arg,
+    struct px_authq **q);
+/* The same for an HTTP "Basic <base64>" credential; the user name goes to
+ * user (empty when the credential does not decode). */
 int px_auth_check_basic(struct px_auth *a, const char *value, size_t len,
-    struct px_usage **usage, char *user, size_t userlen);
+    const char *client, struct px_usage **usage, char *user, size_t userlen,
+    px_auth_cb *cb, void *arg, struct px_authq **q);
+/* The callback of q will not be called (loop thread; accepts NULL). */
+void px_authq_cancel(struct px_authq *q);
 void px_usage_put(struct px_auth *a, struct px_usage *u);
 /* crypt(3) SHA-512 hash of pass into out (>= 128 bytes). 0 / -1. */
 int px_auth_hash(const char *pass, char *out, size_t outlen);

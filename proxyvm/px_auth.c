@@ -5,12 +5,29 @@
  * config users win when a name is in both. Each set is a sorted array,
  * replaced whole on reload, looked up with bsearch.
  *
- * crypt(3) SHA-512 costs milliseconds per check (5000 rounds), and it runs on
- * the loop thread, so a verified credential is cached: each user keeps the
- * SHA-256 of "user:pass" that last verified, and a check whose digest
- * matches skips crypt. A small ring remembers digests that failed, so a
- * client retrying a wrong password does not cost a crypt each time either.
- * Only new wrong passwords reach crypt; docs/proxyvmd.md says so.
+ * DESIGN
+ * crypt(3) SHA-512 costs milliseconds per check (5000 rounds), so it never
+ * runs on the loop (Redis's bio.c model): one worker thread takes check jobs
+ * from a queue, and posts verdicts back through an eventfd that the loop
+ * watches. What the loop can answer at once, it does:
+ *   - a verified credential is cached: each user keeps the SHA-256 of
+ *     "user:pass" that last verified, and a matching check costs ~1 us;
+ *   - a small ring remembers digests that failed, so a client retrying a
+ *     wrong password costs nothing either;
+ *   - an unknown user fails at once.
+ * Only a new password reaches the worker, and those are rate-limited: a
+ * token bucket per client IP and one per user name (PX_RL_BURST checks,
+ * then PX_RL_PER_SEC a second; a token is given back when the password was
+ * right), and at most PX_AUTH_QUEUE_MAX jobs wait. An attempt over a limit
+ * is refused without crypt, so a password-guessing client can burn at most
+ * the worker's one CPU for a burst, then a check a second, and the loop
+ * none. A user whose credential is cached is never throttled.
+ *
+ * A verdict does not travel back as a value: the loop files it in the
+ * caches above (when the user's hash is still the one checked; a reload in
+ * between files nothing) and calls the session back, which checks again and
+ * finds it there. So the session's path after a verdict is the same as for
+ * a cached credential, and a reload between the two costs one more check.
  *
  * Connection limits count per user name in a table separate from the user
  * arrays, so a reload (which replaces the arrays) never loses the counts of
@@ -20,10 +37,16 @@
 #include "common/util.h"
 
 #include <crypt.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------------------
  * SHA-256 (FIPS 180-4), only for the credential cache keys.
@@ -150,6 +173,30 @@ struct px_usage {
 
 #define PX_USAGE_BUCKETS 256
 #define PX_BAD_RING 64
+#define PX_AUTH_QUEUE_MAX 32	/* checks waiting for the worker */
+#define PX_RL_SLOTS 1024	/* rate-limit buckets (direct-mapped) */
+#define PX_RL_BURST 10		/* uncached checks a client IP or user may start at once */
+#define PX_RL_PER_SEC 1		/* then this many a second */
+
+/* One uncached check: filled on the loop, crypt on the worker, verdict
+ * filed and called back on the loop. */
+struct px_authq {
+	struct px_authq *next;
+	px_auth_cb *cb;		/* loop thread only; NULL: cancelled */
+	void *arg;
+	char user[64];
+	char hash[160];
+	char pass[512];		/* zeroed by the worker once used */
+	char client[64];
+	uint8_t dig[32];
+	int ok;			/* the worker's verdict */
+};
+
+struct px_rl {			/* a token bucket */
+	char key[72];		/* "ip:ADDR" or "user:NAME"; "": free */
+	double tokens;
+	int64_t t_ms;
+};
 
 struct px_auth {
 	struct px_user *conf;
@@ -160,6 +207,17 @@ struct px_auth {
 	struct px_usage *usage[PX_USAGE_BUCKETS];
 	uint8_t bad[PX_BAD_RING][32];
 	unsigned nbad;
+	struct px_rl rl[PX_RL_SLOTS];
+	unsigned queued;	/* jobs submitted, verdict not yet filed */
+	/* The worker. mu guards todo, done and stop; cd is the worker's. */
+	pthread_t thr;
+	int thr_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct px_authq *todo, **todo_tail, *done;
+	int stop;
+	int efd;		/* eventfd: verdicts are waiting in done */
+	struct event *ev;
 	struct crypt_data *cd;
 };
 
@@ -225,38 +283,146 @@ px_users_build(const char *const *names, const char *const *hashes, const long l
 	return arr;
 }
 
+/* The worker: crypt(3) one job at a time until told to stop. */
+static void *
+px_auth_worker(void *arg)
+{
+	struct px_auth *a = arg;
+	struct px_authq *q;
+	const char *out;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		while (!a->stop && !a->todo)
+			pthread_cond_wait(&a->cv, &a->mu);
+		if (a->stop)
+			break;
+		q = a->todo;
+		a->todo = q->next;
+		if (!a->todo)
+			a->todo_tail = &a->todo;
+		pthread_mutex_unlock(&a->mu);
+
+		out = crypt_r(q->pass, q->hash, a->cd);
+		q->ok = out && out[0] != '*' && strcmp(out, q->hash) == 0;
+		explicit_bzero(q->pass, sizeof(q->pass));
+
+		pthread_mutex_lock(&a->mu);
+		q->next = a->done;
+		a->done = q;
+		(void)!write(a->efd, &one, sizeof(one));
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+static void px_auth_file(struct px_auth *a, struct px_authq *q);
+
+/* Loop side of the eventfd: file each verdict, then call its session back. */
+static void
+px_auth_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_auth *a = arg;
+	struct px_authq *q, *next;
+	uint64_t n;
+
+	(void)what;
+	(void)!read(fd, &n, sizeof(n));
+	pthread_mutex_lock(&a->mu);
+	q = a->done;
+	a->done = NULL;
+	pthread_mutex_unlock(&a->mu);
+	for (; q; q = next) {
+		next = q->next;
+		a->queued--;
+		px_auth_file(a, q);
+		if (q->cb)
+			q->cb(q->ok ? 0 : -1, q->arg);
+		free(q);
+	}
+}
+
 struct px_auth *
-px_auth_new(void)
+px_auth_new(struct event_base *base)
 {
 	struct px_auth *a = calloc(1, sizeof(*a));
+	sigset_t all, old;
 
 	if (!a)
 		return NULL;
+	a->efd = -1;
+	a->todo_tail = &a->todo;
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
 	a->cd = calloc(1, sizeof(*a->cd));
-	if (!a->cd) {
-		free(a);
-		return NULL;
-	}
+	a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!a->cd || a->efd < 0)
+		goto fail;
+	a->ev = event_new(base, a->efd, EV_READ | EV_PERSIST, px_auth_done_cb, a);
+	if (!a->ev || event_add(a->ev, NULL) < 0)
+		goto fail;
+	/* Signals stay with the loop thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	a->thr_started = pthread_create(&a->thr, NULL, px_auth_worker, a) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!a->thr_started)
+		goto fail;
 	return a;
+fail:
+	px_auth_free(a);
+	return NULL;
 }
 
 void
 px_auth_free(struct px_auth *a)
 {
+	struct px_authq *q, *next;
+
 	if (!a)
 		return;
+	if (a->thr_started) {
+		pthread_mutex_lock(&a->mu);
+		a->stop = 1;
+		pthread_cond_signal(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->thr, NULL);
+	}
+	for (q = a->todo; q; q = next) {
+		next = q->next;
+		explicit_bzero(q->pass, sizeof(q->pass));
+		free(q);
+	}
+	for (q = a->done; q; q = next) {
+		next = q->next;
+		free(q);
+	}
+	if (a->ev)
+		event_free(a->ev);
+	if (a->efd >= 0)
+		close(a->efd);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
 	px_users_free(a->conf, a->nconf);
 	px_users_free(a->redis, a->nredis);
 	for (int i = 0; i < PX_USAGE_BUCKETS; i++) {
-		struct px_usage *u, *next;
+		struct px_usage *u, *unext;
 
-		for (u = a->usage[i]; u; u = next) {
-			next = u->next;
+		for (u = a->usage[i]; u; u = unext) {
+			unext = u->next;
 			free(u);
 		}
 	}
 	free(a->cd);
 	free(a);
+}
+
+void
+px_authq_cancel(struct px_authq *q)
+{
+	if (q)
+		q->cb = NULL;
 }
 
 int
@@ -372,19 +538,93 @@ px_digest_eq(const uint8_t *x, const uint8_t *y)
 	return d == 0;
 }
 
+/* ---------------------------------------------------------------------------
+ * Rate limits of uncached checks
+ * ------------------------------------------------------------------------- */
+
+static struct px_rl *
+px_rl_slot(struct px_auth *a, const char *kind, const char *name, int create)
+{
+	char key[72];
+	unsigned h = 2166136261u;
+	struct px_rl *r;
+
+	snprintf(key, sizeof(key), "%s:%s", kind, name);
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	r = &a->rl[h % PX_RL_SLOTS];
+	if (strcmp(r->key, key) != 0) {
+		if (!create)
+			return NULL;
+		/* A collision evicts the other key: it starts over with a full
+		 * bucket, which is the lenient side. */
+		str_copy(r->key, key, sizeof(r->key));
+		r->tokens = PX_RL_BURST;
+		r->t_ms = clock_mono_ms();
+	}
+	return r;
+}
+
+/* Take a token from the bucket of kind:name; -1 when it is empty. */
+static int
+px_rl_take(struct px_auth *a, const char *kind, const char *name)
+{
+	struct px_rl *r = px_rl_slot(a, kind, name, 1);
+	int64_t now = clock_mono_ms();
+
+	r->tokens += (double)(now - r->t_ms) * PX_RL_PER_SEC / 1000.0;
+	if (r->tokens > PX_RL_BURST)
+		r->tokens = PX_RL_BURST;
+	r->t_ms = now;
+	if (r->tokens < 1)
+		return -1;
+	r->tokens -= 1;
+	return 0;
+}
+
+static void
+px_rl_give(struct px_auth *a, const char *kind, const char *name)
+{
+	struct px_rl *r = px_rl_slot(a, kind, name, 0);
+
+	if (r && r->tokens + 1 <= PX_RL_BURST)
+		r->tokens += 1;
+}
+
+/* File a verdict in the caches, if the user still has the hash checked. */
+static void
+px_auth_file(struct px_auth *a, struct px_authq *q)
+{
+	struct px_user *u = px_auth_lookup(a, q->user);
+
+	if (q->ok) {
+		px_rl_give(a, "ip", q->client);
+		px_rl_give(a, "user", q->user);
+	}
+	if (!u || strcmp(u->hash, q->hash) != 0)
+		return;
+	if (q->ok) {
+		memcpy(u->good, q->dig, 32);
+		u->has_good = 1;
+	} else {
+		memcpy(a->bad[a->nbad++ % PX_BAD_RING], q->dig, 32);
+	}
+}
+
 int
-px_auth_check(struct px_auth *a, const char *user, const char *pass,
-    struct px_usage **usage)
+px_auth_check(struct px_auth *a, const char *user, const char *pass, const char *client,
+    struct px_usage **usage, px_auth_cb *cb, void *arg, struct px_authq **qp)
 {
 	struct px_sha256 sh;
 	uint8_t dig[32];
 	struct px_user *u = px_auth_lookup(a, user);
-	const char *out;
+	struct px_authq *q;
 	long long max;
 
 	*usage = NULL;
+	*qp = NULL;
 	if (!u)
-		return -1;
+		return PX_AUTH_BAD;
 	px_sha256_init(&sh);
 	px_sha256_update(&sh, user, strlen(user));
 	px_sha256_update(&sh, ":", 1);
@@ -393,18 +633,39 @@ px_auth_check(struct px_auth *a, const char *user, const char *pass,
 	if (!(u->has_good && px_digest_eq(u->good, dig))) {
 		for (unsigned i = 0; i < PX_BAD_RING; i++)
 			if (px_digest_eq(a->bad[i], dig))
-				return -1;
-		out = crypt_r(pass, u->hash, a->cd);
-		if (!out || out[0] == '*' || strcmp(out, u->hash) != 0) {
-			memcpy(a->bad[a->nbad++ % PX_BAD_RING], dig, 32);
-			return -1;
+				return PX_AUTH_BAD;
+		if (strlen(pass) >= sizeof(q->pass) || strlen(u->hash) >= sizeof(q->hash))
+			return PX_AUTH_BAD;
+		if (a->queued >= PX_AUTH_QUEUE_MAX)
+			return PX_AUTH_THROTTLED;
+		if (px_rl_take(a, "ip", client) < 0)
+			return PX_AUTH_THROTTLED;
+		if (px_rl_take(a, "user", user) < 0) {
+			px_rl_give(a, "ip", client);
+			return PX_AUTH_THROTTLED;
 		}
-		memcpy(u->good, dig, 32);
-		u->has_good = 1;
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return PX_AUTH_BAD;
+		q->cb = cb;
+		q->arg = arg;
+		str_copy(q->user, user, sizeof(q->user));
+		str_copy(q->hash, u->hash, sizeof(q->hash));
+		str_copy(q->pass, pass, sizeof(q->pass));
+		str_copy(q->client, client, sizeof(q->client));
+		memcpy(q->dig, dig, 32);
+		pthread_mutex_lock(&a->mu);
+		*a->todo_tail = q;
+		a->todo_tail = &q->next;
+		pthread_cond_signal(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		a->queued++;
+		*qp = q;
+		return PX_AUTH_PENDING;
 	}
 	max = u->max_conns >= 0 ? u->max_conns : a->default_max;
 	*usage = px_usage_get(a, user, max);
-	return *usage ? 0 : -2;
+	return *usage ? PX_AUTH_OK : PX_AUTH_LIMIT;
 }
 
 /* Decode base64 (RFC 4648, padding optional) into out; -1 on bad input. */
@@ -439,13 +700,15 @@ px_b64_decode(const char *in, size_t n, char *out, size_t outlen)
 }
 
 int
-px_auth_check_basic(struct px_auth *a, const char *value, size_t len,
-    struct px_usage **usage, char *user, size_t userlen)
+px_auth_check_basic(struct px_auth *a, const char *value, size_t len, const char *client,
+    struct px_usage **usage, char *user, size_t userlen, px_auth_cb *cb, void *arg,
+    struct px_authq **qp)
 {
 	char buf[512], *colon;
 	ssize_t n;
 
 	*usage = NULL;
+	*qp = NULL;
 	if (len < 6 || strncasecmp(value, "basic ", 6) != 0)
 		return -1;
 	value += 6;
@@ -462,7 +725,7 @@ px_auth_check_basic(struct px_auth *a, const char *value, size_t len,
 		return -1;
 	*colon = '\0';
 	str_copy(user, buf, userlen);
-	n = px_auth_check(a, buf, colon + 1, usage);
+	n = px_auth_check(a, buf, colon + 1, client, usage, cb, arg, qp);
 	explicit_bzero(buf, sizeof(buf));
 	return (int)n;
 }

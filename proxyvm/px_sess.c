@@ -100,6 +100,8 @@ struct px_sess {
 	struct sockaddr_storage egress;	/* auto: the local address */
 	struct sockaddr_storage peer;
 	char peer_text[64];
+	char peer_ip[INET6_ADDRSTRLEN];	/* the rate-limit key of password checks */
+	struct px_authq *authq;		/* a password check in flight */
 	int cfd, ufd;
 	struct bufferevent *cbev, *ubev;
 	struct event *timer;
@@ -248,6 +250,7 @@ px_sess_close(struct px_sess *s, const char *why)
 	    (long long)(clock_mono_ms() - s->start_ms), why);
 	if (s->dnsq)
 		px_dns_cancel(s->dnsq);
+	px_authq_cancel(s->authq);
 	px_half_free(&s->half[0]);
 	px_half_free(&s->half[1]);
 	px_upstream_drop(s);
@@ -528,6 +531,11 @@ px_sess_accept(struct px_env *env, const struct px_listener_conf *lc, int fd)
 	len = sizeof(s->peer);
 	getpeername(fd, (struct sockaddr *)&s->peer, &len);
 	px_sockaddr_text(&s->peer, s->peer_text, sizeof(s->peer_text));
+	str_copy(s->peer_ip, s->peer_text, sizeof(s->peer_ip));
+	if (s->peer.ss_family == AF_INET6 && s->peer_ip[0] == '[')
+		memmove(s->peer_ip, s->peer_ip + 1, strlen(s->peer_ip));
+	if (strrchr(s->peer_ip, s->peer.ss_family == AF_INET6 ? ']' : ':'))
+		*strrchr(s->peer_ip, s->peer.ss_family == AF_INET6 ? ']' : ':') = '\0';
 	if (lc->egress_mode == PX_EGRESS_ADDR) {
 		memcpy(&s->egress, &lc->egress.ss, sizeof(s->egress));
 	} else if (lc->egress_mode == PX_EGRESS_AUTO) {
@@ -874,6 +882,26 @@ px_tunnel_reply(struct px_sess *s)
  * HTTP: request heads
  * ------------------------------------------------------------------------- */
 
+/*
+ * A password check finished on the worker: its verdict is in px_auth's
+ * caches, so going through the head (HTTP) or the negotiation (SOCKS) again
+ * checks again and gets it at once. The input was left as it was.
+ */
+static void
+px_sess_auth_cb(int ok, void *arg)
+{
+	struct px_sess *s = arg;
+
+	(void)ok;
+	s->authq = NULL;
+	bufferevent_enable(s->cbev, EV_READ);
+	if (s->proto == PX_PROTO_HTTP)
+		px_http_head_try(s);
+	else
+		px_socks_try(s);
+}
+
+/* 0: go on; 1: a check is pending (reading paused); -1: failed (answered). */
 static int
 px_http_auth(struct px_sess *s, const struct px_http_head *h)
 {
@@ -887,10 +915,20 @@ px_http_auth(struct px_sess *s, const struct px_http_head *h)
 		px_sess_fail(s, PX_F_AUTH, 407, "credentials required");
 		return -1;
 	}
-	rc = px_auth_check_basic(s->env->auth, h->proxy_auth.p, h->proxy_auth.n, &u, user,
-	    sizeof(user));
-	if (rc == -2) {
+	rc = px_auth_check_basic(s->env->auth, h->proxy_auth.p, h->proxy_auth.n, s->peer_ip,
+	    &u, user, sizeof(user), px_sess_auth_cb, s, &s->authq);
+	if (rc == PX_AUTH_PENDING) {
+		bufferevent_disable(s->cbev, EV_READ);
+		return 1;
+	}
+	if (rc == PX_AUTH_LIMIT) {
 		px_sess_fail(s, PX_F_LIMIT, 429, "user connection limit reached");
+		return -1;
+	}
+	if (rc == PX_AUTH_THROTTLED) {
+		log_debug("auth throttled proto=http peer=%s user=%s", s->peer_text,
+		    user[0] ? user : "-");
+		px_sess_fail(s, PX_F_AUTH, 407, "too many password checks, retry later");
 		return -1;
 	}
 	if (rc < 0) {
@@ -947,7 +985,7 @@ px_http_head_try(struct px_sess *s)
 	const char *buf;
 	int rc;
 
-	if (len == 0)
+	if (len == 0 || s->authq)
 		return;
 	if (!s->head_started) {
 		s->head_started = 1;
@@ -964,13 +1002,14 @@ px_http_head_try(struct px_sess *s)
 		    h.err_why);
 		return;
 	}
-	evtimer_del(s->timer);
 	if (px_http_parse_target(h.target, h.is_connect, &u, &why) < 0) {
 		px_sess_fail(s, PX_F_PARSE, 400, why);
 		return;
 	}
-	if (px_http_auth(s, &h) < 0)
+	/* The header deadline covers a pending password check too. */
+	if (px_http_auth(s, &h) != 0)
 		return;
+	evtimer_del(s->timer);
 	s->is_connect = h.is_connect;
 	s->is_head_req = px_span_eq(h.method, "HEAD");
 	s->client_minor = h.minor;
@@ -1300,7 +1339,7 @@ px_socks_try(struct px_sess *s)
 	uint8_t rep, out[2];
 	int rc;
 
-	while (len > 0 && (s->state == S_SOCKS_GREET || s->state == S_SOCKS_AUTH ||
+	while (len > 0 && !s->authq && (s->state == S_SOCKS_GREET || s->state == S_SOCKS_AUTH ||
 	    s->state == S_SOCKS_REQ)) {
 		p = evbuffer_pullup(in, (ssize_t)(len < 600 ? len : 600));
 		switch (s->state) {
@@ -1340,15 +1379,26 @@ px_socks_try(struct px_sess *s)
 				px_sess_fail(s, PX_F_PARSE, -1, "bad SOCKS auth request");
 				return;
 			}
-			rc = px_auth_check(s->env->auth, user, pass, &u);
+			rc = px_auth_check(s->env->auth, user, pass, s->peer_ip, &u,
+			    px_sess_auth_cb, s, &s->authq);
 			explicit_bzero(pass, sizeof(pass));
+			if (rc == PX_AUTH_PENDING) {
+				/* The frame stays in the input for the second pass. */
+				bufferevent_disable(s->cbev, EV_READ);
+				return;
+			}
 			if (rc < 0) {
-				if (rc == -1)
+				if (rc == PX_AUTH_BAD)
 					log_info("auth fail proto=socks5 peer=%s user=%s", s->peer_text,
 					    user);
+				else if (rc == PX_AUTH_THROTTLED)
+					log_debug("auth throttled proto=socks5 peer=%s user=%s",
+					    s->peer_text, user);
 				bufferevent_write(s->cbev, out, 2);
-				px_sess_fail(s, rc == -2 ? PX_F_LIMIT : PX_F_AUTH, -1,
-				    rc == -2 ? "user connection limit reached" : "bad credentials");
+				px_sess_fail(s, rc == PX_AUTH_LIMIT ? PX_F_LIMIT : PX_F_AUTH, -1,
+				    rc == PX_AUTH_LIMIT ? "user connection limit reached" :
+				    rc == PX_AUTH_THROTTLED ? "too many password checks" :
+				    "bad credentials");
 				return;
 			}
 			s->usage = u;

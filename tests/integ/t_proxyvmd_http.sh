@@ -68,6 +68,9 @@ t_redis_start "$P_REDIS"
 
 HASH=$(printf 'wonderland\n' | "$PX" -H)
 t_match "proxyvmd -H prints a SHA-512 crypt hash" '^\$6\$' "$HASH"
+# A deliberately slow hash (500000 rounds, ~0.1 s a check): guessing its
+# password would stall the loop for seconds if crypt(3) ran there.
+SLOWHASH=$(python3 -W ignore -c 'import crypt; print(crypt.crypt("slowpoke", "$6$rounds=500000$pxtestsalt$"))')
 
 write_conf() {	# write_conf FILE [EXTRA LISTENER]
 	cat >"$1" <<EOF2
@@ -92,6 +95,8 @@ listen = 127.0.0.1:$P_ADMIN
 address = 127.0.0.1:$P_REDIS
 [user alice]
 password = $HASH
+[user slow]
+password = $SLOWHASH
 EOF2
 	[ -n "${2:-}" ] && printf '[listener extra]\nlisten = 127.0.0.1:%s\nauth = no\n' "$2" >>"$1"
 	return 0
@@ -167,6 +172,36 @@ t_eq "CONNECT with credentials" 0 "$(curl -sk -o /dev/null --max-time 10 -x "$A"
 sleep 1.3
 t_eq "auth_fail moved by 4 (missing or bad credentials)" 4 "$(( $(tel auth_fail) - af0 ))"
 t_eq "err_denied moved by 4" 4 "$(( $(tel err_denied) - den0 ))"
+
+# --- password guessing: crypt(3) is off the loop, and rate-limited -------------
+# A client tries 40 new wrong passwords for "slow" (8 at a time) while
+# another client sends plain requests: those stay fast, since the loop never
+# runs crypt; after a burst of 10 uncached checks per client IP (and per
+# user) the guesses are refused without crypt.
+t_eq "slow hash: right password (worker thread)" 200 "$(code --max-time 20 -x "$A" -U slow:slowpoke "http://127.0.0.1:$P_BACK/small")"
+(for i in $(seq 30); do
+	curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 10 -x "http://127.0.0.1:$P_HTTP" \
+		"http://127.0.0.1:$P_BACK/small"
+	sleep 0.05
+done) >"$D/lat.txt" &
+latpid=$!
+sleep 0.1
+t0=$(date +%s%N)
+seq 40 | xargs -P 8 -I{} curl -s -o /dev/null -w '%{http_code}\n' --max-time 30 -x "$A" \
+	-U "slow:guess{}" "http://127.0.0.1:$P_BACK/small" >"$D/guess.txt"
+guess_ms=$((($(date +%s%N) - t0) / 1000000))
+wait $latpid
+# 407, or 408 for a guess still queued for the worker at the 2 s header deadline.
+t_eq "40 wrong guesses: all refused (407 or 408)" 40 "$(grep -cE '^40[78]$' "$D/guess.txt")"
+t_le "guesses answered within 8 s (at most a burst reaches crypt)" "$guess_ms" 8000
+t_eq "concurrent client: 30 requests answered 200" 30 "$(grep -c '^200 ' "$D/lat.txt")"
+max_ms=$(awk '{ v = $2 * 1000; if (v > m) m = v } END { printf "%d", m }' "$D/lat.txt")
+t_le "concurrent client: slowest request under 500 ms during the guessing" "$max_ms" 500
+t_diag "guessing took ${guess_ms} ms; concurrent client max ${max_ms} ms"
+throttled=$(grep -c 'auth throttled proto=http' "$D/px.log")
+t_le "most guesses throttled without crypt (>= 20 of 40)" 20 "$throttled"
+t_eq "a cached user from the same IP is not throttled" 200 "$(code -x "$A" -U alice:wonderland "http://127.0.0.1:$P_BACK/small")"
+t_eq "the guessed-at user, verified before, is not locked out" 200 "$(code -x "$A" -U slow:slowpoke "http://127.0.0.1:$P_BACK/small")"
 
 # --- bad input ----------------------------------------------------------------
 raw() { python3 - "$P_HTTP" "$1" <<'PY'
