@@ -41,8 +41,12 @@ fuzz: $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
 		grep -E 'stat::number_of_executed_units|stat::peak_rss' $(FUZZ_DIR)/$$n.log; \
 	done
 
-# make bench runs every component's benchmark; this one alone: make bench-proxy
-.PHONY: bench-proxy
+# make bench runs every component's benchmark; this one alone: make bench-proxy.
+# make bench-proxy-bulk: tunnel throughput against direct, interleaved rounds,
+# medians (tests/bench/proxy_bulk.sh; ROUNDS, PIN, CPU_* from the environment).
+.PHONY: bench-proxy bench-proxy-bulk
 bench: bench-proxy
 bench-proxy:
 	@bash tests/bench/proxy.sh
+bench-proxy-bulk: $(BIN)/proxyvmd
+	@PF_BIN=$(abspath $(BIN)) bash tests/bench/proxy_bulk.sh

@@ -10,6 +10,9 @@
 #   SOCKS5 MB/s      curl --socks5, 64 MiB object
 #   idle / peak RSS  VmRSS after start, VmHWM after the runs
 # plus the direct (no proxy) line and proxyvmd's ratios.
+# The bulk columns here are one moment each (best of 2): for the bulk ratio
+# against direct use tests/bench/proxy_bulk.sh (make bench-proxy-bulk), which
+# interleaves the lines over several rounds and reports medians.
 # Not part of make test. Loopback only; every run is bounded.
 #
 # env: BENCH_SECONDS (wrk duration, default 5), PF_BIN (build/bin).
