@@ -380,6 +380,17 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		ctl_api_json(req, 200, ctl_mig_json(env, 0));
 	} else if (strcmp(path, "/v1/migrations") == 0 && is_post) {
 		ctl_api_migrate(api, req);
+	} else if (strcmp(path, "/v1/plan") == 0) {
+		cJSON *plan;
+
+		if (!is_get) {
+			ctl_api_error(req, 405, "method not allowed on %s (GET only: the plan is a dry run)",
+			    path);
+		} else if (!(plan = ctl_policy_json(env))) {
+			ctl_api_error(req, 500, "out of memory");
+		} else {
+			ctl_api_json(req, 200, plan);
+		}
 	} else if (strcmp(path, "/v1/events") == 0 && is_get) {
 		struct evkeyvalq q;
 		const char *since, *limit;

@@ -102,6 +102,7 @@ ctl_parse_level(void *field, const char *value, char *err, size_t errlen)
 static const struct conf_section ctl_sections[] = {
 	{ "fleetd", 0, NULL },
 	{ "migration", 0, NULL },
+	{ "policy", 0, NULL },
 	{ "region", 1, ctl_conf_region },
 	{ "host", 1, ctl_conf_host },
 	{ NULL, 0, NULL },
@@ -127,6 +128,10 @@ static const struct conf_key ctl_keys[] = {
 	{ "migration", "compressed", CONF_BOOL, F(mig_compressed), 0, 0, NULL },
 	{ "migration", "postcopy", CONF_BOOL, F(mig_postcopy), 0, 0, NULL },
 	{ "migration", "postcopy_after", CONF_MS, F(mig_postcopy_after_ms), 0, 3600000, NULL },
+	{ "policy", "rebalance", CONF_BOOL, F(pol_rebalance), 0, 0, NULL },
+	{ "policy", "high_water", CONF_INT, F(pol_high_pct), 1, 100, NULL },
+	{ "policy", "target", CONF_INT, F(pol_target_pct), 1, 100, NULL },
+	{ "policy", "window", CONF_MS, F(pol_window_ms), 0, 3600000, NULL },
 	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
 	{ "host", "region", CONF_STR, H(region), 0, CTL_NAME_MAX, NULL },
 	{ "host", "uri", CONF_STR, H(uri), 0, 256, NULL },
@@ -182,6 +187,11 @@ ctl_conf_validate(struct ctl_conf *c, const char *path, char *err, size_t errlen
 		snprintf(err, errlen, "%s: [fleetd] tls_cert and tls_key go together", path);
 		return -1;
 	}
+	if (c->pol_target_pct >= c->pol_high_pct) {
+		snprintf(err, errlen, "%s: [policy] target (%lld) must be below high_water (%lld)",
+		    path, c->pol_target_pct, c->pol_high_pct);
+		return -1;
+	}
 	for (int i = 0; i < c->nhosts; i++) {
 		struct ctl_conf_host *h = &c->hosts[i];
 		int found = 0;
@@ -223,6 +233,9 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	c->mig_auto_converge = 1;
 	c->mig_compressed = 1;
 	c->mig_postcopy_after_ms = 10000;
+	c->pol_high_pct = 80;
+	c->pol_target_pct = 70;
+	c->pol_window_ms = 10000;
 	if (conf_load(path, ctl_sections, ctl_keys, c, err, errlen) < 0 ||
 	    ctl_conf_validate(c, path, err, errlen) < 0) {
 		ctl_conf_free(c);

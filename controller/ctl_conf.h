@@ -5,6 +5,7 @@
  *                       redis_password, tick, log_level, stale_after
  *   [migration]         max_concurrent, max_per_host, bandwidth, max_downtime,
  *                       timeout, auto_converge, compressed, postcopy, cooldown
+ *   [policy]            rebalance, high_water, target, window
  *   [region NAME]       edge (the netmigrated instance that routes the region)
  *   [host NAME]         region, uri, address, bridge, memory, vcpus, nic
  *
@@ -56,6 +57,11 @@ struct ctl_conf {
 	int mig_compressed;
 	int mig_postcopy;
 	long long mig_postcopy_after_ms;	/* switch to post-copy after this long */
+	/* [policy] */
+	int pol_rebalance;		/* execute rebalancing plans (GET /v1/plan works either way) */
+	long long pol_high_pct;		/* a host above this share of its NIC is hot */
+	long long pol_target_pct;	/* a destination stays at or under this share */
+	long long pol_window_ms;	/* hot for this long, sustained, before a plan runs */
 	/* sections */
 	struct ctl_conf_region *regions;
 	int nregions;

@@ -68,7 +68,7 @@ int
 ctl_vm_meta_parse(const char *xml, struct ctl_vm_meta *out)
 {
 	const char *tag, *tag_end, *p;
-	char role[32];
+	char role[32], pin[32];
 
 	memset(out, 0, sizeof(*out));
 	/* The element: <vm ...> or <pf:vm ...>. */
@@ -85,6 +85,9 @@ ctl_vm_meta_parse(const char *xml, struct ctl_vm_meta *out)
 	    strcmp(role, "standby") == 0)
 		out->role = ROLE_STANDBY;
 	ctl_xml_attr(tag, tag_end, "peer", out->peer, sizeof(out->peer));
+	out->pin = PIN_NONE;
+	if (ctl_xml_attr(tag, tag_end, "pin", pin, sizeof(pin)) == 0 && pin[0])
+		out->pin = PIN_REGION;	/* 'region', or unknown: the strictest we know */
 	/* Children <ip>A</ip> or <pf:ip>A</pf:ip>. */
 	for (p = tag_end; (p = strstr(p, "ip>")) && out->nips < CTL_MAX_IPS; p += 3) {
 		if (p[-1] == '/')
@@ -283,6 +286,12 @@ ctl_precheck(const struct ctl_model *m, const struct ctl_vm *vm, int dest,
 	if (lim->use_cooldown && vm->cooldown_until_ms > lim->now_ms) {
 		snprintf(why, whylen, "%s moved or failed to move recently (cooldown %lld ms left)",
 		    vm->name, (long long)(vm->cooldown_until_ms - lim->now_ms));
+		return -1;
+	}
+	if (lim->use_cooldown && vm->meta.pin == PIN_REGION &&
+	    d->region != m->hosts[vm->host].region) {
+		snprintf(why, whylen, "%s is pinned to region %s", vm->name,
+		    m->hosts[vm->host].conf->region);
 		return -1;
 	}
 	if (vm->migration) {

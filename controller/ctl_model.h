@@ -32,6 +32,10 @@ void ctl_rate_update(struct ctl_rate *r, uint64_t raw, int64_t now_ms, double al
 
 enum ctl_vm_state { VM_UNKNOWN, VM_RUNNING, VM_PAUSED, VM_SHUTOFF, VM_GONE };
 enum ctl_role { ROLE_PRIMARY, ROLE_STANDBY };
+/* pin='region': policy moves (rebalancing, drains) keep the VM in the region
+ * of the host it runs on; an operator's move may still take it out. A pin
+ * value fleetd does not know is read as the strictest pin it knows. */
+enum ctl_pin { PIN_NONE, PIN_REGION };
 
 const char *ctl_vm_state_name(enum ctl_vm_state s);
 
@@ -42,6 +46,7 @@ struct ctl_vm_meta {
 	char peer[CTL_NAME_MAX];	/* standby of a primary, or primary of a standby */
 	char ips[CTL_MAX_IPS][CTL_IP_MAX];	/* "10.77.1.100/24" */
 	int nips;
+	enum ctl_pin pin;
 };
 
 /* Parse the metadata element text; 0, or -1 when it has no id. */
@@ -90,6 +95,9 @@ struct ctl_host {
 	int vcpus_used;
 	double bps;		/* sum of its VMs' traffic */
 	int migrations;		/* in flight, as source or destination */
+	/* rebalancing policy (ctl_policy.c) */
+	int64_t hot_since_ms;	/* monotonic ms it went above the mark, 0 = not above */
+	char policy_blocked[160];	/* why the plan leaves it hot (journaled once) */
 };
 
 struct ctl_model {
@@ -119,7 +127,7 @@ struct ctl_limits {
 	int max_concurrent, max_per_host;
 	int in_flight;
 	int64_t now_ms;		/* monotonic, for cooldowns */
-	int use_cooldown;	/* policy moves wait out a VM's cooldown */
+	int use_cooldown;	/* policy moves: wait out a VM's cooldown, keep its pin */
 };
 
 /*

@@ -6,6 +6,7 @@
  *   fleetctl cancel ID
  *   fleetctl drain HOST [--wait] | undrain HOST
  *   fleetctl events [--follow] [--since SEQ]
+ *   fleetctl plan
  *
  * Global options: --api URL (or $FLEETCTL_API, default http://127.0.0.1:8480),
  * --token TOKEN (or $FLEETCTL_TOKEN), --token-file FILE, --json (raw JSON
@@ -395,6 +396,40 @@ fc_events(struct fc *c, int follow, long long since)
 	return 0;
 }
 
+/* The rebalancing plan (dry run): one row per move, then a summary line. */
+static int
+fc_plan(struct fc *c)
+{
+	cJSON *p = fc_ok(c, "GET", "/v1/plan", NULL), *it;
+	int n = 0, now = 0;
+
+	if (c->json) {
+		fc_print_json(p);
+		cJSON_Delete(p);
+		return 0;
+	}
+	printf("%-16s %-10s %-10s %s\n", "VM", "FROM", "TO", "REASON");
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "moves")) {
+		int ready = cJSON_IsTrue(cJSON_GetObjectItem(it, "now"));
+
+		printf("%-16s %-10s %-10s %s%s%s%s\n", fc_s(it, "vm"), fc_s(it, "from"), fc_s(it, "to"),
+		    fc_s(it, "reason"), ready ? "" : " [waits: ", ready ? "" : fc_s(it, "wait"),
+		    ready ? "" : "]");
+		n++;
+		now += ready;
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "hosts"))
+		if (fc_s(it, "blocked")[0])
+			printf("%-16s %-10s %-10s stays at %.0f%%: %s\n", "-", fc_s(it, "name"), "-",
+			    100 * fc_n(it, "load_after"), fc_s(it, "blocked"));
+	printf("%d move(s), %d now (lower bound %.0f); %.0f host(s) above %.0f%%, %.0f after; "
+	    "target %.0f%%; rebalance %s\n", n, now, fc_n(p, "lower_bound"), fc_n(p, "hot"),
+	    100 * fc_n(p, "high_water"), fc_n(p, "still_hot"), 100 * fc_n(p, "target"),
+	    cJSON_IsTrue(cJSON_GetObjectItem(p, "rebalance")) ? "on" : "off (dry run only)");
+	cJSON_Delete(p);
+	return 0;
+}
+
 static _Noreturn void
 fc_usage(void)
 {
@@ -406,7 +441,8 @@ fc_usage(void)
 	    "  cancel ID                  abort a running migration\n"
 	    "  drain HOST [--wait]        move every VM away, then maintenance\n"
 	    "  undrain HOST\n"
-	    "  events [--follow] [--since SEQ]\n");
+	    "  events [--follow] [--since SEQ]\n"
+	    "  plan                       what rebalancing would move now, and why\n");
 	exit(2);
 }
 
@@ -518,6 +554,9 @@ main(int argc, char **argv)
 	} else if (!strcmp(cmd, "events")) {
 		ARGS(0);
 		rc = fc_events(&c, follow, since);
+	} else if (!strcmp(cmd, "plan")) {
+		ARGS(0);
+		rc = fc_plan(&c);
 	} else {
 		fc_usage();
 	}

@@ -5,7 +5,8 @@
  * One libevent loop owns the model. libvirt lives on its own threads
  * (ctl_virt), migrations on worker threads (ctl_mig); both report back
  * through ctl_post. Redis is reached asynchronously (common/rlink). A tick
- * (1 s by default) polls telemetry, judges staleness and advances drains.
+ * (1 s by default) polls telemetry, judges staleness, advances drains and
+ * runs the rebalancing policy.
  *
  * usage: fleetd [-d] [-n] -f FILE
  */
@@ -143,6 +144,7 @@ fleetd_tick(evutil_socket_t fd, short what, void *arg)
 	ctl_tel_poll(env);
 	ctl_model_mark_stale(&env->model, clock_wall_ms(), env->conf->stale_ms);
 	ctl_mig_tick(env);
+	ctl_policy_tick(env);
 	if (env->stopping) {
 		if (!stop_since)
 			stop_since = clock_mono_ms();

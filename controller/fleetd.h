@@ -8,6 +8,7 @@
  *   ctl_tel     telemetry from Redis   ctl_order   handover orders and acks
  *   ctl_mig     migration executor     ctl_journal events (Redis + memory)
  *   ctl_api     HTTP(S) JSON API and /metrics
+ *   ctl_plan    rebalancing planner    ctl_policy  runs it on the tick
  */
 #ifndef FLEETD_H
 #define FLEETD_H
@@ -117,6 +118,12 @@ void ctl_mig_tick(struct fleetd *env);
 void ctl_mig_shutdown(struct fleetd *env);
 /* ... and, once the post queue is drained, free the records. */
 void ctl_mig_free_all(struct fleetd *env);
+
+/* ctl_policy.c: rebalancing by traffic (called every tick after ctl_mig_tick). */
+void ctl_policy_tick(struct fleetd *env);
+/* The plan the policy would carry out now (dry run), as a JSON object for
+ * GET /v1/plan; NULL when out of memory. The caller owns the object. */
+struct cJSON *ctl_policy_json(struct fleetd *env);
 
 /* ctl_api.c */
 struct ctl_api *ctl_api_start(struct fleetd *env, char *err, size_t errlen);

@@ -3,7 +3,9 @@
 # a real Redis and libvirt's own test driver as the hosts (no lab needed):
 # bad configs, auth, bad requests, telemetry ingest and staleness, pre-check
 # refusals, a migration whose destination agent never answers, drain
-# errors, /metrics, a Redis restart, SIGHUP reload and a clean SIGTERM.
+# errors, /metrics, a Redis restart, SIGHUP reload, HTTPS, the rebalancing
+# plan on a skewed synthetic load (dry run, then executed after a reload)
+# and a clean SIGTERM.
 . "$(dirname "$0")/lib.sh"
 
 PORT=18480 RPORT=16379 TOKEN=t0ken-$$
@@ -63,6 +65,12 @@ out=$("$PF_BIN/fleetd" -n -f "$T_TMP/bad.conf" 2>&1); rc=$?
 t_eq "bad key: exit status 2" 2 "$rc"
 t_eq "bad key: one line naming file, line and key" \
 	"fleetd: $T_TMP/bad.conf:5: unknown key 'tcik' in section [fleetd]" "$out"
+
+printf '[policy]\ntarget = 80\n' >>"$T_TMP/bad.conf"
+sed 's/^tcik = /tick = /' "$T_TMP/bad.conf" >"$T_TMP/bad2.conf"
+out=$("$PF_BIN/fleetd" -n -f "$T_TMP/bad2.conf" 2>&1); rc=$?
+t_eq "policy: target at the high-water mark refused" \
+	"2 fleetd: $T_TMP/bad2.conf: [policy] target (80) must be below high_water (80)" "$rc $out"
 
 # --- start ---
 "$PF_BIN/fleetd" -f "$T_TMP/fleetd.conf" >"$T_TMP/fleetd.log" 2>&1 &
@@ -188,6 +196,104 @@ t_match "HTTPS: fleetctl --insecure works" '^eu-1 ' "$("$PF_BIN/fleetctl" --api 
 kill -TERM $TPID
 rc=0; wait $TPID || rc=$?
 t_eq "HTTPS fleetd: clean exit" 0 "$rc"
+
+# --- rebalancing plan: a third fleetd over three hosts with a skewed load ---
+dom_xml() { # VM IP MAC
+	cat <<X
+<domain type='test'><name>$1</name><memory>131072</memory><vcpu>1</vcpu>
+<metadata><pf:vm xmlns:pf='http://proxyfleet.example.org/xmlns/vm/1' id='$1' role='primary'><pf:ip>$2</pf:ip></pf:vm></metadata>
+<os><type>hvm</type></os><devices><interface type='bridge'><mac address='$3'/><source bridge='br0'/></interface></devices>
+</domain>
+X
+}
+{ echo "<node>"; dom_xml px-big 10.77.1.110/24 52:54:00:aa:01:01
+  dom_xml px-mid 10.77.1.111/24 52:54:00:aa:01:02
+  dom_xml px-small 10.77.1.112/24 52:54:00:aa:01:03; echo "</node>"; } >"$T_TMP/p-1.xml"
+echo "<node/>" >"$T_TMP/p-2.xml"
+echo "<node/>" >"$T_TMP/p-3.xml"
+PPORT=$((PORT + 2)) PAPI=http://127.0.0.1:$((PORT + 2))
+plan_conf() { # REBALANCE
+	cat >"$T_TMP/plan.conf" <<C
+[fleetd]
+api_listen = 127.0.0.1:$PPORT
+api_token = $TOKEN
+redis = 127.0.0.1:$RPORT
+tick = 200ms
+stale_after = 60s
+
+[policy]
+rebalance = $1
+high_water = 80
+target = 70
+window = 1s
+
+[region eu]
+edge = edge
+[region us]
+edge = edge
+C
+	for h in p-1:eu p-2:eu p-3:us; do
+		printf '[host %s]\nregion = %s\nuri = test://%s/%s.xml\naddress = 127.0.0.1\nnic = 10000000\n' \
+			"${h%:*}" "${h#*:}" "$T_TMP" "${h%:*}" >>"$T_TMP/plan.conf"
+	done
+}
+plan_conf no
+"$PF_BIN/fleetd" -f "$T_TMP/plan.conf" >"$T_TMP/fleetd-plan.log" 2>&1 &
+PLPID=$!
+t_defer "kill -9 $PLPID"
+PFC() { "$PF_BIN/fleetctl" --api $PAPI --token "$TOKEN" "$@"; }
+pcall() { # METHOD PATH -> "CODE BODY"
+	curl -s -o "$T_TMP/pbody" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" "$PAPI$2"
+	echo " $(cat "$T_TMP/pbody")"
+}
+t_wait 10 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $PAPI/v1/vms | grep -q px-small" ||
+	t_fail "plan fleetd lists the three VMs" "$(tail -n 3 "$T_TMP/fleetd-plan.log")"
+R SET pf:host:p-2:lease test PX 600000 >/dev/null
+R SET pf:host:p-3:lease test PX 600000 >/dev/null
+# p-1 at 90% of its 10 MB/s NIC: 4.5 + 3 + 1.5 MB/s, two samples a second apart.
+now=$(($(date +%s%N) / 1000000))
+for v in px-big px-mid px-small; do
+	R HSET pf:vm:$v:tel ts_ms $((now - 1000)) boot_ms 1 bytes_up 0 bytes_down 0 requests 0 conns_total 0 >/dev/null
+done
+sleep 0.5
+R HSET pf:vm:px-big:tel ts_ms $now bytes_up 500000 bytes_down 4000000 >/dev/null
+R HSET pf:vm:px-mid:tel ts_ms $now bytes_up 500000 bytes_down 2500000 >/dev/null
+R HSET pf:vm:px-small:tel ts_ms $now bytes_up 500000 bytes_down 1000000 >/dev/null
+t_wait 5 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $PAPI/v1/plan | grep -q '\"lower_bound\":1'" ||
+	t_fail "plan: sees p-1 above the mark" "$(pcall GET /v1/plan)"
+out=$(PFC plan); rc=$?
+t_eq "fleetctl plan: exit 0" 0 "$rc"
+t_match "fleetctl plan: table header" '^VM +FROM +TO +REASON' "$out"
+t_match "fleetctl plan: the cheapest VM that covers the excess, same region, with figures" \
+	'px-small +p-1 +p-2 +p-1 at 90% of NIC > 80%: 1.50 MB/s to p-2 \(0% -> 15%, target 70%\)' "$out"
+t_eq "fleetctl plan: one move (header, row, summary)" 3 "$(echo "$out" | wc -l)"
+t_match "fleetctl plan: summary line" \
+	'^1 move\(s\), 1 now \(lower bound 1\); 1 host\(s\) above 80%, 0 after; target 70%; rebalance off' \
+	"$(echo "$out" | tail -n1)"
+p=$(pcall GET /v1/plan)
+t_match "GET /v1/plan: 200 with the move" '^200 .*"moves":\[\{"vm":"px-small","from":"p-1","to":"p-2"' "$p"
+t_match "GET /v1/plan: per-host loads" '"name":"p-1","region":"eu","traffic_bps":9000000,"nic_bps":10000000,"load":0.9,"load_after":0.75,"hot":true' "$p"
+t_match "GET /v1/plan: lower bound and counts" '"hot":1,"still_hot":0,"lower_bound":1' "$p"
+t_match "fleetctl --json plan: the API's object" '"lower_bound":[[:space:]]*1' "$(PFC --json plan)"
+t_match "POST /v1/plan: 405 JSON error" '^405 \{"error":"method not allowed on /v1/plan' "$(pcall POST /v1/plan)"
+t_match "DELETE /v1/plan: 405 JSON error" '^405 \{"error":' "$(pcall DELETE /v1/plan)"
+t_eq "dry run: nothing moved" "[]" "$(curl -s -H "Authorization: Bearer $TOKEN" $PAPI/v1/migrations | tr -d ' \n')"
+# Rebalance on: after the 1 s window the move starts as a policy move,
+# journaled with its reason (it then fails: no agent answers the prepare).
+plan_conf yes
+kill -HUP $PLPID
+t_wait 6 sh -c "'$PF_BIN/fleetctl' --api $PAPI --token $TOKEN events | grep -q 'policy .*move id=1 vm=px-small from=p-1 to=p-2'" &&
+	t_ok "rebalance: the move is executed and journaled" ||
+	t_fail "rebalance: the move is executed and journaled" "$(tail -n 5 "$T_TMP/fleetd-plan.log")"
+t_match "rebalance: journal carries the reason with figures" \
+	'reason="p-1 at 90% of NIC > 80%: 1.50 MB/s to p-2' "$(PFC events)"
+t_match "rebalance: a policy migration with its reason" '"reason":"rebalance: p-1 at 90% > 80%"' \
+	"$(pcall GET /v1/migrations/1)"
+t_wait 8 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $PAPI/v1/migrations/1 | grep -q '\"phase\":\"failed\"'" ||
+	t_fail "rebalance: the move fails without an agent"
+kill -TERM $PLPID
+rc=0; wait $PLPID || rc=$?
+t_eq "plan fleetd: clean exit" 0 "$rc"
 
 # --- graceful stop (under ASan a leak makes the exit status non-zero) ---
 kill -TERM $FPID
