@@ -24,6 +24,11 @@ LIBS_fleetctl = $(call pc_libs,libcurl libcjson) -lm
 $(BIN)/bench/fleetd_ingest: $(call objs,tests/bench/fleetd_ingest.c) $(CTL_LIB) $(COMMON_LIB)
 LIBS_fleetd_ingest = $(call pc_libs,libvirt libevent_openssl libevent_pthreads openssl hiredis libcjson inih) -lpthread
 
-# Benchmark: the rebalancing planner on 10,000 VMs / 1,000 hosts (pure, no I/O).
+# Benchmark: the rebalancing planner on 10,000 VMs / 1,000 hosts (pure, no I/O);
+# part of make bench, alone: make bench-plan.
 $(BIN)/bench/fleetd_plan: $(call objs,tests/bench/plan.c) $(CTL_LIB) $(COMMON_LIB)
 LIBS_fleetd_plan = -lm
+.PHONY: bench-plan
+bench: bench-plan
+bench-plan: $(BIN)/bench/fleetd_plan
+	@$(BIN)/bench/fleetd_plan
