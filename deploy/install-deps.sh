@@ -16,7 +16,7 @@ PKGS=(
 	redis-server libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 	qemu-system-x86 busybox-static cpio iproute2 bridge-utils
 	# clients the integration tests drive
-	curl tshark procps psmisc iputils-ping netcat-openbsd openssl
+	curl tshark procps psmisc iputils-ping netcat-openbsd openssl python3
 )
 
 missing=()

@@ -9,7 +9,8 @@
 #  3. back home (us-1 -> eu-1): the edge route is withdrawn;
 #  4. drain a host with two VMs: both land elsewhere, host in maintenance;
 #  5. the destination's link cut during a migration: the migration fails,
-#     the VM keeps serving from the source with its IP.
+#     the VM keeps serving from the source with its IP;
+#  6. a VM stopped, started and migrated by hand with virsh: fleetd notices.
 # Real everything: libvirtd, QEMU guests running proxyvmd, netmigrated on
 # every host and the edge, fleetd, Redis, curl.
 . "$(dirname "$0")/lib.sh"
@@ -121,6 +122,21 @@ t_match "VM $B still runs on eu-2" "(^|,)$B(,|$)" "$(running_on "$EU2")"
 t_check "VM $B still serves from eu-2 with its IP" serves $BIP
 t_match "journal: failure says the VM stayed" "failed id=$id vm=$B .*still_on_source=running" "$("$FC" events)"
 ip -n pf-edge link set pfe-eu-1 up
+
+# 6. Changes made by hand, outside fleetd, reach its model through libvirt's
+# lifecycle events: a VM stopped, started, and moved with virsh.
+vm_state() { "$FC" --json vms | tr -d ' \n\t' | grep -o "\"name\":\"$1\",\"host\":\"[a-z0-9-]*\",\"state\":\"[a-z]*\""; }
+virsh -q -c "$EU2" destroy $B >/dev/null
+t_wait 5 sh -c "FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' --json vms | tr -d ' \n\t' | grep -q '\"name\":\"$B\",\"host\":\"eu-2\",\"state\":\"shutoff\"'" &&
+	t_ok "VM stopped by hand: fleetd sees it shut off" || t_fail "VM stopped by hand: fleetd sees it shut off" "$(vm_state $B)"
+virsh -q -c "$EU2" start $B >/dev/null
+t_wait 5 sh -c "FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' --json vms | tr -d ' \n\t' | grep -q '\"name\":\"$B\",\"host\":\"eu-2\",\"state\":\"running\"'" &&
+	t_ok "VM started by hand: fleetd sees it running" || t_fail "VM started by hand: fleetd sees it running" "$(vm_state $B)"
+virsh -q -c "$EU2" migrate --live --persistent --undefinesource --migrateuri tcp://10.77.1.11 $B "$EU1" >/dev/null 2>&1 ||
+	t_fail "virsh migrate by hand"
+t_wait 10 sh -c "FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' --json vms | tr -d ' \n\t' | grep -q '\"name\":\"$B\",\"host\":\"eu-1\",\"state\":\"running\"'" &&
+	t_ok "VM moved by hand: fleetd sees it on eu-1" || t_fail "VM moved by hand: fleetd sees it on eu-1" "$(vm_state $B)"
+t_match "journal: the move by hand is noted" "moved vm=$B from=eu-2 to=eu-1 by=outside" "$("$FC" events)"
 
 # The controller and the agents ran all of this; under SANITIZE=1 they are
 # the ASan/UBSan builds, and any report in their logs is a failure.
