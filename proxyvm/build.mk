@@ -31,7 +31,14 @@ $(FUZZ_DIR)/fuzz_px_%: tests/fuzz/fuzz_px_%.c $(PX_PARSE_SRCS) proxyvm/px_http.h
 
 FUZZERS += $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
 
-fuzz: $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
+# make fuzz installs clang's libFuzzer runtime first when it is missing
+# (tests/fuzz/install-deps.sh; make test does not need it).
+.PHONY: fuzz-run
+fuzz:
+	@bash tests/fuzz/install-deps.sh
+	@$(MAKE) --no-print-directory fuzz-run
+
+fuzz-run: $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
 	@for f in $^; do \
 		n=$$(basename $$f); mkdir -p $(FUZZ_DIR)/corpus/$$n; \
 		echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
