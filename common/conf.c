@@ -9,6 +9,7 @@
  * reader sees every raw line, so it counts lines and notices headers.
  */
 #include "common/conf.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -144,6 +145,33 @@ conf_parse_bool(const char *value, int *out, char *err, size_t errlen)
 	}
 	snprintf(err, errlen, "bad boolean '%s' (write yes or no)", value);
 	return -1;
+}
+
+int
+conf_parse_hostport(void *field, const char *value, char *err, size_t errlen)
+{
+	char host[64];
+	int port;
+
+	if (hostport_split(value, host, sizeof(host), &port) < 0 ||
+	    str_copy(field, value, 128) >= 128) {
+		snprintf(err, errlen, "bad address '%s' (write IP:PORT)", value);
+		return -1;
+	}
+	return 0;
+}
+
+int
+conf_parse_log_level(void *field, const char *value, char *err, size_t errlen)
+{
+	enum log_level l;
+
+	if (log_level_parse(value, &l) < 0) {
+		snprintf(err, errlen, "bad log_level '%s' (debug, info, warn, error)", value);
+		return -1;
+	}
+	str_copy(field, value, 16);
+	return 0;
 }
 
 static int

@@ -64,4 +64,11 @@ int conf_parse_ms(const char *value, long long *out, char *err, size_t errlen);
 int conf_parse_bytes(const char *value, long long *out, char *err, size_t errlen);
 int conf_parse_bool(const char *value, int *out, char *err, size_t errlen);
 
+/* CONF_FUNC parsers every daemon uses. conf_parse_hostport: "IP:PORT" or
+ * "[IPV6]:PORT" into a char[128] field (no names: nothing may resolve on
+ * an event loop). conf_parse_log_level: debug, info, warn or error into a
+ * char[16] field. */
+int conf_parse_hostport(void *field, const char *value, char *err, size_t errlen);
+int conf_parse_log_level(void *field, const char *value, char *err, size_t errlen);
+
 #endif

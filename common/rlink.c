@@ -336,6 +336,21 @@ rlink_command_argv(struct rlink *rl, redisCallbackFn *fn, void *priv, int argc,
 	return 0;
 }
 
+const char *
+rlink_field(const redisReply *r, const char *name)
+{
+	if (!r || r->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		const redisReply *k = r->element[i], *v = r->element[i + 1];
+
+		if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+		    strcmp(k->str, name) == 0)
+			return v->str;
+	}
+	return NULL;
+}
+
 int
 rlink_is_up(const struct rlink *rl)
 {

@@ -49,6 +49,10 @@ int rlink_command_argv(struct rlink *rl, redisCallbackFn *fn, void *priv, int ar
     const char **argv, const size_t *argvlen);
 
 int rlink_is_up(const struct rlink *rl);
+
+/* The value of field name in a flat [field, value, ...] array reply
+ * (HGETALL, a stream entry's fields), or NULL. */
+const char *rlink_field(const redisReply *r, const char *name);
 /* Commands sent and not yet answered. */
 unsigned rlink_pending(const struct rlink *rl);
 

@@ -4,6 +4,7 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t
@@ -33,4 +34,49 @@ str_trim(char *s)
 	while (end > s && isspace((unsigned char)end[-1]))
 		*--end = '\0';
 	return s;
+}
+
+int
+str_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+hostport_split(const char *s, char *host, size_t hostlen, int *port)
+{
+	const char *colon;
+	char *end;
+	long p;
+	size_t hl;
+
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -1;
+		hl = (size_t)(rb - s - 1);
+		s++;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -1;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= hostlen)
+		return -1;
+	p = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end || p <= 0 || p > 65535)
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
 }

@@ -49,4 +49,11 @@ size_t str_copy(char *dst, const char *src, size_t dstsize);
 /* Remove leading and trailing white space in place; returns s. */
 char *str_trim(char *s);
 
+/* Value of a hexadecimal digit, or -1. */
+int str_hexval(char c);
+
+/* Split "HOST:PORT" or "[IPV6]:PORT" into host (hostlen bytes) and a port in
+ * 1..65535. 0, or -1 when s is not of that form. */
+int hostport_split(const char *s, char *host, size_t hostlen, int *port);
+
 #endif

@@ -492,7 +492,7 @@ ctl_api_start(struct fleetd *env, char *err, size_t errlen)
 		SSL_CTX_set_min_proto_version(api->ssl, TLS1_2_VERSION);
 		evhttp_set_bevcb(api->http, ctl_api_bev_ssl, api);
 	}
-	ctl_addr_split(env->conf->api_listen, host, sizeof(host), &port);
+	hostport_split(env->conf->api_listen, host, sizeof(host), &port);
 	if (!evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port)) {
 		snprintf(err, errlen, "cannot listen on %s", env->conf->api_listen);
 		goto fail;

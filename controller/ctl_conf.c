@@ -68,33 +68,6 @@ ctl_conf_host(void *cfg, const char *name, char *err, size_t errlen)
 	return h;
 }
 
-static int
-ctl_parse_addr(void *field, const char *value, char *err, size_t errlen)
-{
-	char host[64];
-	int port;
-
-	if (ctl_addr_split(value, host, sizeof(host), &port) < 0) {
-		snprintf(err, errlen, "bad address '%s' (write IP:PORT)", value);
-		return -1;
-	}
-	str_copy(field, value, 128);
-	return 0;
-}
-
-static int
-ctl_parse_level(void *field, const char *value, char *err, size_t errlen)
-{
-	enum log_level l;
-
-	if (log_level_parse(value, &l) < 0) {
-		snprintf(err, errlen, "bad log_level '%s' (debug, info, warn, error)", value);
-		return -1;
-	}
-	str_copy(field, value, 16);
-	return 0;
-}
-
 #define F(m) offsetof(struct ctl_conf, m)
 #define H(m) offsetof(struct ctl_conf_host, m)
 #define R(m) offsetof(struct ctl_conf_region, m)
@@ -109,15 +82,15 @@ static const struct conf_section ctl_sections[] = {
 };
 
 static const struct conf_key ctl_keys[] = {
-	{ "fleetd", "api_listen", CONF_FUNC, F(api_listen), 0, 0, ctl_parse_addr },
+	{ "fleetd", "api_listen", CONF_FUNC, F(api_listen), 0, 0, conf_parse_hostport },
 	{ "fleetd", "api_token", CONF_STR, F(api_token), 0, 128, NULL },
 	{ "fleetd", "tls_cert", CONF_STR, F(tls_cert), 0, 256, NULL },
 	{ "fleetd", "tls_key", CONF_STR, F(tls_key), 0, 256, NULL },
-	{ "fleetd", "redis", CONF_FUNC, F(redis), 0, 0, ctl_parse_addr },
+	{ "fleetd", "redis", CONF_FUNC, F(redis), 0, 0, conf_parse_hostport },
 	{ "fleetd", "redis_password", CONF_STR, F(redis_password), 0, 128, NULL },
 	{ "fleetd", "tick", CONF_MS, F(tick_ms), 100, 60000, NULL },
 	{ "fleetd", "stale_after", CONF_MS, F(stale_ms), 1000, 3600000, NULL },
-	{ "fleetd", "log_level", CONF_FUNC, F(log_level), 0, 0, ctl_parse_level },
+	{ "fleetd", "log_level", CONF_FUNC, F(log_level), 0, 0, conf_parse_log_level },
 	{ "migration", "max_concurrent", CONF_INT, F(mig_max_concurrent), 1, 64, NULL },
 	{ "migration", "max_per_host", CONF_INT, F(mig_max_per_host), 1, 16, NULL },
 	{ "migration", "bandwidth", CONF_INT, F(mig_bandwidth), 0, 100000, NULL },
@@ -142,39 +115,6 @@ static const struct conf_key ctl_keys[] = {
 	{ "host", "nic", CONF_BYTES, H(nic), 1, 1LL << 50, NULL },
 	{ NULL, NULL, 0, 0, 0, 0, NULL },
 };
-
-int
-ctl_addr_split(const char *s, char *host, size_t hostlen, int *port)
-{
-	const char *colon;
-	char *end;
-	long p;
-	size_t hl;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':')
-			return -1;
-		hl = (size_t)(rb - s - 1);
-		s++;
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -1;
-		hl = (size_t)(colon - s);
-	}
-	if (hl == 0 || hl >= hostlen)
-		return -1;
-	p = strtol(colon + 1, &end, 10);
-	if (*end || p <= 0 || p > 65535)
-		return -1;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	*port = (int)p;
-	return 0;
-}
 
 static int
 ctl_conf_validate(struct ctl_conf *c, const char *path, char *err, size_t errlen)

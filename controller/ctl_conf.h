@@ -73,7 +73,4 @@ struct ctl_conf {
 struct ctl_conf *ctl_conf_load(const char *path, char *err, size_t errlen);
 void ctl_conf_free(struct ctl_conf *c);
 
-/* Split "IP:PORT" (or "[IPv6]:PORT"); 0 or -1. */
-int ctl_addr_split(const char *s, char *host, size_t hostlen, int *port);
-
 #endif

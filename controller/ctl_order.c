@@ -119,25 +119,14 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 static void
 ctl_ack_entry(struct fleetd *env, redisReply *fields)
 {
-	const char *id = NULL, *status = NULL, *error = "";
-	int64_t took = 0;
+	const char *id = rlink_field(fields, "id"), *status = rlink_field(fields, "status");
+	const char *error = rlink_field(fields, "error"), *took_s = rlink_field(fields, "took_us");
+	int64_t took = took_s ? strtoll(took_s, NULL, 10) : 0;
 
-	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-		const char *k = fields->element[i]->str, *v = fields->element[i + 1]->str;
-
-		if (!k || !v)
-			continue;
-		if (!strcmp(k, "id"))
-			id = v;
-		else if (!strcmp(k, "status"))
-			status = v;
-		else if (!strcmp(k, "took_us"))
-			took = strtoll(v, NULL, 10);
-		else if (!strcmp(k, "error"))
-			error = v;
-	}
 	if (!id || !status)
 		return;
+	if (!error)
+		error = "";
 	for (struct ctl_order_wait *w = env->waits; w; w = w->next) {
 		if (strcmp(w->id, id) == 0) {
 			int ok = strcmp(status, "ok") == 0;
@@ -232,7 +221,7 @@ ctl_order_start(struct fleetd *env)
 	char host[64];
 	int port;
 
-	ctl_addr_split(env->conf->redis, host, sizeof(host), &port);
+	hostport_split(env->conf->redis, host, sizeof(host), &port);
 	env->acks = rlink_new(env->base, host, port, env->conf->redis_password, ctl_ack_state, env);
 }
 

@@ -36,40 +36,23 @@ struct ctl_tel_batch {
 	struct ctl_tel_item items[];
 };
 
+/* A numeric field of a hash reply; 0 when absent. */
 static uint64_t
-ctl_tel_u64(const char *s)
+ctl_tel_num(const redisReply *r, const char *name)
 {
-	return strtoull(s, NULL, 10);
+	const char *v = rlink_field(r, name);
+
+	return v ? strtoull(v, NULL, 10) : 0;
 }
 
 static void
 ctl_tel_vm(struct fleetd *env, struct ctl_vm *vm, redisReply *r)
 {
-	int64_t ts = 0, boot = 0;
-	uint64_t up = 0, down = 0, reqs = 0, conns = 0, active = 0;
+	int64_t ts = (int64_t)ctl_tel_num(r, "ts_ms"), boot = (int64_t)ctl_tel_num(r, "boot_ms");
+	uint64_t up = ctl_tel_num(r, "bytes_up"), down = ctl_tel_num(r, "bytes_down");
+	uint64_t reqs = ctl_tel_num(r, "requests"), conns = ctl_tel_num(r, "conns_total");
+	uint64_t active = ctl_tel_num(r, "conns_active");
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-		return;
-	for (size_t i = 0; i + 1 < r->elements; i += 2) {
-		const char *k = r->element[i]->str, *v = r->element[i + 1]->str;
-
-		if (!k || !v)
-			continue;
-		if (!strcmp(k, "ts_ms"))
-			ts = (int64_t)ctl_tel_u64(v);
-		else if (!strcmp(k, "boot_ms"))
-			boot = (int64_t)ctl_tel_u64(v);
-		else if (!strcmp(k, "bytes_up"))
-			up = ctl_tel_u64(v);
-		else if (!strcmp(k, "bytes_down"))
-			down = ctl_tel_u64(v);
-		else if (!strcmp(k, "requests"))
-			reqs = ctl_tel_u64(v);
-		else if (!strcmp(k, "conns_total"))
-			conns = ctl_tel_u64(v);
-		else if (!strcmp(k, "conns_active"))
-			active = ctl_tel_u64(v);
-	}
 	if (ts <= vm->tel_ms)
 		return;	/* no new sample */
 	if (boot != vm->tel_boot_ms && vm->tel_boot_ms) {
@@ -106,29 +89,25 @@ ctl_tel_lease(struct fleetd *env, struct ctl_host *h, redisReply *r)
 	h->lease_ok = ok;
 }
 
+static double
+ctl_tel_real(const redisReply *r, const char *name)
+{
+	const char *v = rlink_field(r, name);
+
+	return v ? strtod(v, NULL) : 0;
+}
+
 static void
 ctl_tel_metrics(struct ctl_host *h, redisReply *r)
 {
-	if (r->type != REDIS_REPLY_ARRAY)
+	if (!rlink_field(r, "ts_ms"))
 		return;
-	for (size_t i = 0; i + 1 < r->elements; i += 2) {
-		const char *k = r->element[i]->str, *v = r->element[i + 1]->str;
-
-		if (!k || !v)
-			continue;
-		if (!strcmp(k, "ts_ms"))
-			h->metrics_ms = (int64_t)ctl_tel_u64(v);
-		else if (!strcmp(k, "cpu_pct"))
-			h->cpu_pct = strtod(v, NULL);
-		else if (!strcmp(k, "mem_total"))
-			h->mem_total = ctl_tel_u64(v);
-		else if (!strcmp(k, "mem_free"))
-			h->mem_free = ctl_tel_u64(v);
-		else if (!strcmp(k, "uplink_rx_bps"))
-			h->uplink_rx_bps = strtod(v, NULL);
-		else if (!strcmp(k, "uplink_tx_bps"))
-			h->uplink_tx_bps = strtod(v, NULL);
-	}
+	h->metrics_ms = (int64_t)ctl_tel_num(r, "ts_ms");
+	h->cpu_pct = ctl_tel_real(r, "cpu_pct");
+	h->mem_total = ctl_tel_num(r, "mem_total");
+	h->mem_free = ctl_tel_num(r, "mem_free");
+	h->uplink_rx_bps = ctl_tel_real(r, "uplink_rx_bps");
+	h->uplink_tx_bps = ctl_tel_real(r, "uplink_tx_bps");
 }
 
 static void

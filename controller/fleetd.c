@@ -274,7 +274,7 @@ main(int argc, char **argv)
 	env.post = ctl_post_new(env.base);
 	if (!env.post)
 		fatalx("cannot make the post queue");
-	ctl_addr_split(env.conf->redis, host, sizeof(host), &port);
+	hostport_split(env.conf->redis, host, sizeof(host), &port);
 	env.redis = rlink_new(env.base, host, port, env.conf->redis_password, fleetd_redis_state,
 	    &env);
 	ctl_order_start(&env);

@@ -17,8 +17,8 @@ $(BIN)/netmigrated: $(call objs,$(NMD_SRCS)) $(NM_LIB) $(COMMON_LIB)
 LIBS_netmigrated = $(call pc_libs,libmnl $(COMMON_PKGS))
 
 
-$(eval $(call unit_test,nm_pkt,$(NM_LIB),libmnl))
-$(eval $(call unit_test,nm_order,$(NM_LIB),libmnl))
+$(eval $(call unit_test,nm_pkt,$(NM_LIB) $(COMMON_LIB),libmnl))
+$(eval $(call unit_test,nm_order,$(NM_LIB) $(COMMON_LIB),libmnl))
 
 # Not part of `make test`: handover of 100 service IPs, in namespaces.
 # `make bench` runs it with every other component's benchmark.

@@ -9,6 +9,7 @@
  * move the VM's MAC to the new port.
  */
 #include "netmigrate/nm.h"
+#include "common/util.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -41,18 +42,6 @@ nm_ip_fmt(const struct nm_ip *ip, char *buf, size_t len)
 	return buf;
 }
 
-static int
-nm_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 nm_mac_parse(const char *s, uint8_t mac[6], char *err, size_t errlen)
 {
@@ -60,8 +49,8 @@ nm_mac_parse(const char *s, uint8_t mac[6], char *err, size_t errlen)
 	int i, hi, lo, zero = 1;
 
 	for (i = 0; i < 6; i++) {
-		hi = nm_hexval(s[0]);
-		lo = hi < 0 ? -1 : nm_hexval(s[1]);
+		hi = str_hexval(s[0]);
+		lo = hi < 0 ? -1 : str_hexval(s[1]);
 		if (lo < 0 || (i < 5 && s[2] != ':') || (i == 5 && s[2] != '\0'))
 			goto bad;
 		mac[i] = (uint8_t)(hi << 4 | lo);

@@ -45,26 +45,6 @@ static const char nmd_lease_lua[] =
 /* Configuration */
 
 static int
-nmd_parse_addr(void *field, const char *value, char *err, size_t errlen)
-{
-	const char *colon = strrchr(value, ':');
-	char *end;
-	long port;
-
-	if (!colon || colon == value || (size_t)(colon - value) >= 64) {
-		snprintf(err, errlen, "bad address '%s' (write IP:PORT)", value);
-		return -1;
-	}
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port <= 0 || port > 65535) {
-		snprintf(err, errlen, "bad port in '%s'", value);
-		return -1;
-	}
-	str_copy(field, value, 128);
-	return 0;
-}
-
-static int
 nmd_parse_choice(void *field, const char *value, const char *const *choices, const char *what,
     char *err, size_t errlen)
 {
@@ -94,15 +74,6 @@ nmd_parse_form(void *field, const char *value, char *err, size_t errlen)
 	return nmd_parse_choice(field, value, c, "arp_form (request, reply, both)", err, errlen);
 }
 
-static int
-nmd_parse_level(void *field, const char *value, char *err, size_t errlen)
-{
-	static const char *const c[] = { "debug", "info", "warn", "error", NULL };
-
-	return nmd_parse_choice(field, value, c, "log_level (debug, info, warn, error)", err,
-	    errlen);
-}
-
 #define F(m) offsetof(struct nmd_conf, m)
 
 static const struct conf_section nmd_sections[] = {
@@ -114,7 +85,7 @@ static const struct conf_section nmd_sections[] = {
 static const struct conf_key nmd_keys[] = {
 	{ "netmigrated", "host", CONF_STR, F(host), 0, 64, NULL },
 	{ "netmigrated", "role", CONF_FUNC, F(role), 0, 0, nmd_parse_role },
-	{ "netmigrated", "redis", CONF_FUNC, F(redis), 0, 0, nmd_parse_addr },
+	{ "netmigrated", "redis", CONF_FUNC, F(redis), 0, 0, conf_parse_hostport },
 	{ "netmigrated", "redis_password", CONF_STR, F(redis_password), 0, 128, NULL },
 	{ "netmigrated", "lease", CONF_MS, F(lease_ms), 300, 600000, NULL },
 	{ "netmigrated", "metrics_interval", CONF_MS, F(metrics_ms), 100, 60000, NULL },
@@ -124,7 +95,7 @@ static const struct conf_key nmd_keys[] = {
 	{ "netmigrated", "uplink", CONF_STR, F(uplink), 0, IFNAMSIZ, NULL },
 	{ "netmigrated", "dev", CONF_STR, F(dev), 0, IFNAMSIZ, NULL },
 	{ "netmigrated", "fence", CONF_BOOL, F(fence), 0, 0, NULL },
-	{ "netmigrated", "log_level", CONF_FUNC, F(log_level), 0, 0, nmd_parse_level },
+	{ "netmigrated", "log_level", CONF_FUNC, F(log_level), 0, 0, conf_parse_log_level },
 	{ "announce", "initial", CONF_MS, F(ann_initial_ms), 1, 100000, NULL },
 	{ "announce", "step", CONF_MS, F(ann_step_ms), 0, 100000, NULL },
 	{ "announce", "max", CONF_MS, F(ann_max_ms), 1, 100000, NULL },

@@ -38,7 +38,7 @@ struct nmd_conf {
 	long long ann_initial_ms, ann_step_ms, ann_max_ms, ann_rounds;
 	char arp_form[8];	/* request, reply, both */
 	int fence;
-	char log_level[8];
+	char log_level[16];
 };
 
 /* An announcement burst in progress for one VM. */

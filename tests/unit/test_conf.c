@@ -209,6 +209,35 @@ test_value_parsers(void **state)
 }
 
 static void
+test_hostport(void **state)
+{
+	char h[64], field[128], lvl[16], err[128];
+	int p;
+
+	(void)state;
+	assert_int_equal(hostport_split("10.0.0.1:6379", h, sizeof(h), &p), 0);
+	assert_string_equal(h, "10.0.0.1");
+	assert_int_equal(p, 6379);
+	assert_int_equal(hostport_split("[fd77::1]:8480", h, sizeof(h), &p), 0);
+	assert_string_equal(h, "fd77::1");
+	assert_int_equal(p, 8480);
+	assert_int_equal(hostport_split("10.0.0.1", h, sizeof(h), &p), -1);
+	assert_int_equal(hostport_split("10.0.0.1:0", h, sizeof(h), &p), -1);
+	assert_int_equal(hostport_split("10.0.0.1:", h, sizeof(h), &p), -1);
+	assert_int_equal(hostport_split("10.0.0.1:70000", h, sizeof(h), &p), -1);
+	assert_int_equal(hostport_split(":80", h, sizeof(h), &p), -1);
+	assert_int_equal(hostport_split("[fd77::1]8480", h, sizeof(h), &p), -1);
+	assert_int_equal(conf_parse_hostport(field, "127.0.0.1:8480", err, sizeof(err)), 0);
+	assert_string_equal(field, "127.0.0.1:8480");
+	assert_int_equal(conf_parse_hostport(field, "localhost", err, sizeof(err)), -1);
+	assert_string_equal(err, "bad address 'localhost' (write IP:PORT)");
+	assert_int_equal(conf_parse_log_level(lvl, "warn", err, sizeof(err)), 0);
+	assert_string_equal(lvl, "warn");
+	assert_int_equal(conf_parse_log_level(lvl, "loud", err, sizeof(err)), -1);
+	assert_string_equal(err, "bad log_level 'loud' (debug, info, warn, error)");
+}
+
+static void
 test_str_helpers(void **state)
 {
 	char buf[8], t[32];
@@ -220,6 +249,10 @@ test_str_helpers(void **state)
 	assert_string_equal(str_trim(t), "padded value");
 	strcpy(t, "   ");
 	assert_string_equal(str_trim(t), "");
+	assert_int_equal(str_hexval('0'), 0);
+	assert_int_equal(str_hexval('a'), 10);
+	assert_int_equal(str_hexval('F'), 15);
+	assert_int_equal(str_hexval('g'), -1);
 }
 
 int
@@ -232,6 +265,7 @@ main(void)
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_value_parsers),
 		cmocka_unit_test(test_str_helpers),
+		cmocka_unit_test(test_hostport),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -285,23 +285,6 @@ test_conf(void **state)
 	assert_string_equal(err, want);
 }
 
-static void
-test_addr_split(void **state)
-{
-	char h[64];
-	int p;
-
-	(void)state;
-	assert_int_equal(ctl_addr_split("10.0.0.1:6379", h, sizeof(h), &p), 0);
-	assert_string_equal(h, "10.0.0.1");
-	assert_int_equal(p, 6379);
-	assert_int_equal(ctl_addr_split("[fd77::1]:8480", h, sizeof(h), &p), 0);
-	assert_string_equal(h, "fd77::1");
-	assert_int_equal(ctl_addr_split("10.0.0.1", h, sizeof(h), &p), -1);
-	assert_int_equal(ctl_addr_split("10.0.0.1:0", h, sizeof(h), &p), -1);
-	assert_int_equal(ctl_addr_split(":80", h, sizeof(h), &p), -1);
-}
-
 int
 main(void)
 {
@@ -312,7 +295,6 @@ main(void)
 		cmocka_unit_test(test_precheck),
 		cmocka_unit_test(test_stale),
 		cmocka_unit_test(test_conf),
-		cmocka_unit_test(test_addr_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

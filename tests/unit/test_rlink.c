@@ -30,6 +30,7 @@ struct tr {
 	int ups, downs;
 	char why[256];
 	char got[64];
+	char hash[64];
 	int replies, null_replies;
 };
 
@@ -141,6 +142,21 @@ tr_get_cb(redisAsyncContext *ac, void *r, void *priv)
 		snprintf(t->got, sizeof(t->got), "%s", reply->str);
 }
 
+/* HGETALL h: what rlink_field finds in it. */
+static void
+tr_hash_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct tr *t = priv;
+	const char *a = rlink_field(r, "a"), *b = rlink_field(r, "b"), *c = rlink_field(r, "c");
+
+	(void)ac;
+	if (!r)
+		return;
+	t->replies++;
+	snprintf(t->hash, sizeof(t->hash), "a=%s b=%s c=%s", a ? a : "(none)", b ? b : "(none)",
+	    c ? c : "(none)");
+}
+
 static int
 tr_setup(void **state)
 {
@@ -178,9 +194,12 @@ test_roundtrip_and_reconnect(void **state)
 	assert_true(rlink_is_up(t->rl));
 
 	assert_int_equal(rlink_command(t->rl, NULL, NULL, "SET k %s", "v1"), 0);
+	assert_int_equal(rlink_command(t->rl, NULL, NULL, "HSET h a 1 b two"), 0);
+	assert_int_equal(rlink_command(t->rl, tr_hash_cb, t, "HGETALL h"), 0);
 	assert_int_equal(rlink_command(t->rl, tr_get_cb, t, "GET k"), 0);
-	assert_int_equal(tr_run_until(t, &t->replies, 1, 2000), 1);
+	assert_int_equal(tr_run_until(t, &t->replies, 2, 2000), 2);
 	assert_string_equal(t->got, "v1");
+	assert_string_equal(t->hash, "a=1 b=two c=(none)");
 	assert_int_equal(rlink_pending(t->rl), 0);
 
 	/* Redis dies: one down report, commands refused at once. */
@@ -196,7 +215,7 @@ test_roundtrip_and_reconnect(void **state)
 	tr_redis_start(t, NULL);
 	assert_int_equal(tr_run_until(t, &t->ups, 2, 8000), 2);
 	assert_int_equal(rlink_command(t->rl, tr_get_cb, t, "PING"), 0);
-	assert_int_equal(tr_run_until(t, &t->replies, 2, 2000), 2);
+	assert_int_equal(tr_run_until(t, &t->replies, 3, 2000), 3);
 }
 
 static void
