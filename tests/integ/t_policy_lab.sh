@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# t_policy_lab.sh: fleetd rebalances by proxy traffic on the lab.
+#
+# Two proxy VMs on eu-1, one on eu-2. Rebalancing is switched on by a reload
+# (SIGHUP) with hosts' NIC capacity set to 8 MiB/s, high water 80%, target
+# 70%, window 3 s. The client namespace then drives about 3.5 MiB/s through
+# each VM on eu-1 (eu-1 ~ 90%, hot) and a little through eu-2. fleetd must
+# move exactly the VMs its plan needs (the lower bound: one), journal the
+# move with its reason, bring every host under the mark, and then stay still.
+. "$(dirname "$0")/lib.sh"
+t_need_root
+
+LAB="bash $T_ROOT/deploy/lab/lab.sh"
+VM="bash $T_ROOT/deploy/lab/vm.sh"
+STATE_DIR=/run/proxyfleet-lab
+FC="$PF_BIN/fleetctl"
+RATE=3500k	# per VM on eu-1
+
+in_client() { ip netns exec pf-client "$@"; }
+serves() { in_client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
+policy_moves() { "$FC" events | grep -c ' policy .*move ' || true; }
+
+t_check "build and image" make -C "$T_ROOT" --no-print-directory all image
+if [ -f $STATE_DIR/state ] && $LAB status 2>/dev/null | grep -q '^fleetd: http'; then
+	t_diag "reusing the lab that is already up; it stays up (its fleetd config is restored)"
+else
+	t_defer "$LAB down"
+	t_check "lab up (hosts, agents, fleetd)" $LAB up
+fi
+. "$T_ROOT/build/lab/lab.env"
+export FLEETCTL_API FLEETCTL_TOKEN
+CONF=$STATE_DIR/fleetd/fleetd.conf
+FPID=$(awk '$1 == "pid" && $2 == "fleetd" { p = $3 } END { print p }' $STATE_DIR/state)
+cp "$CONF" "$T_TMP/fleetd.conf.orig"
+t_defer "cp '$T_TMP/fleetd.conf.orig' '$CONF'; kill -HUP $FPID"
+
+A=px-tpl-1 AIP=10.77.1.170 B=px-tpl-2 BIP=10.77.1.171 C=px-tpl-3 CIP=10.77.1.172
+for h in eu-1 eu-2 us-1; do t_defer "$VM destroy $h $A; $VM destroy $h $B; $VM destroy $h $C"; done
+t_check "VM $A starts on eu-1" $VM start eu-1 $A $AIP
+t_check "VM $B starts on eu-1" $VM start eu-1 $B $BIP
+t_check "VM $C starts on eu-2" $VM start eu-2 $C $CIP
+for ip in $AIP $BIP $CIP; do
+	t_wait 90 serves $ip && t_ok "$ip serves" || t_fail "$ip serves"
+done
+
+# Rebalancing on, by reload: small NICs so that a few MiB/s make a hot host.
+sed -i 's/^nic = .*/nic = 8M/' "$CONF"
+printf '\n[policy]\nrebalance = yes\nhigh_water = 80\ntarget = 70\nwindow = 3s\n' >>"$CONF"
+kill -HUP "$FPID"
+t_wait 5 grep -q 'reload ok' $STATE_DIR/fleetd/fleetd.log && t_ok "fleetd reloads with rebalancing on" ||
+	t_fail "fleetd reloads with rebalancing on" "$(tail -n 3 $STATE_DIR/fleetd/fleetd.log)"
+moves0=$(policy_moves)
+
+# Traffic: 4 MiB objects in a loop, rate-limited, through each proxy.
+load() { # IP RATE SECONDS
+	local end=$((SECONDS + $3))
+	while [ $SECONDS -lt $end ]; do
+		in_client curl -s -o /dev/null --max-time 10 --limit-rate "$2" -x "http://$1:3128" \
+			"${PF_ORIGIN_URL}4m.bin" || sleep 0.2
+	done
+}
+load $AIP $RATE 70 & L1=$!
+load $BIP $RATE 70 & L2=$!
+load $CIP 300k 70 & L3=$!
+t_defer "kill $L1 $L2 $L3"
+
+t_wait 45 sh -c "[ \$(FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' events | grep -c ' policy .*move ') -gt $moves0 ]" &&
+	t_ok "eu-1 hot: fleetd starts a policy move" || t_fail "eu-1 hot: fleetd starts a policy move" "$("$FC" hosts)"
+t_match "the move is journaled with its reason" "policy +move .*from=eu-1 .*reason=\".*eu-1 at [0-9]+% of NIC > 80%" "$("$FC" events)"
+t_wait 30 sh -c "FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' migrations | awk 'NR > 1 && \$5 ~ /prepare|migrating|cutover|verify/' | grep -q . && exit 1 || exit 0" ||
+	t_fail "the policy migration finishes"
+t_match "it completed" ' done ' "$("$FC" migrations | sed -n 2p)"
+# Then the fleet must stay still: keep the load on and watch.
+sleep 12
+t_eq "exactly one move (the plan's lower bound)" $((moves0 + 1)) "$(policy_moves)"
+plan=$("$FC" plan)
+t_match "fleetctl plan: nothing left to move" '^0 move\(s\)' "$plan"
+hosts=$("$FC" --json hosts | tr -d ' \n\t')
+t_diag "loads after rebalancing: $(echo "$hosts" | grep -o '"name":"[a-z0-9-]*"\|"load":[0-9.e-]*' | paste -sd' ' -)"
+over=$(echo "$hosts" | grep -o '"load":[0-9.e-]*' | cut -d: -f2 | awk '$1 > 0.8' | wc -l)
+t_eq "no host over the high-water mark" 0 "$over"
+t_done
