@@ -128,6 +128,11 @@ struct px_sess {
 	int resp_head_done;
 	struct px_flow req, resp;
 	struct evbuffer *pending;	/* request head waiting for the connect */
+	/* Retry: a GET or HEAD without a body sent on a kept-alive upstream
+	 * keeps a copy of its head; if that upstream closes before any byte
+	 * of the response, the request goes once more on a fresh connection. */
+	int up_reused;			/* this exchange runs on a kept-alive upstream */
+	struct evbuffer *retry;		/* the head again, NULL: no retry */
 	/* Tunnel. */
 	struct px_half half[2];		/* 0: client -> upstream, 1: back */
 	uint64_t up_bytes, down_bytes;
@@ -262,6 +267,8 @@ px_sess_close(struct px_sess *s, const char *why)
 		event_free(s->timer);
 	if (s->pending)
 		evbuffer_free(s->pending);
+	if (s->retry)
+		evbuffer_free(s->retry);
 	px_usage_put(env->auth, s->usage);
 	TAILQ_REMOVE(&env->sessions, s, entry);
 	env->nsess--;
@@ -983,7 +990,7 @@ px_http_head_try(struct px_sess *s)
 	struct px_uri u;
 	const char *why;
 	const char *buf;
-	int rc;
+	int rc, idempotent;
 
 	if (len == 0 || s->authq)
 		return;
@@ -1030,13 +1037,30 @@ px_http_head_try(struct px_sess *s)
 		}
 		px_http_req_rewrite(&h, &u, s->pending);
 	}
+	/* h points into the input: decide before draining it. */
+	idempotent = h.body == PX_BODY_NONE && (px_span_eq(h.method, "GET") ||
+	    px_span_eq(h.method, "HEAD"));
 	evbuffer_drain(in, h.len);
+	if (s->retry) {
+		evbuffer_free(s->retry);
+		s->retry = NULL;
+	}
 	/* Reuse the upstream connection when it goes to the same place. */
 	if (!h.is_connect && s->ubev && strcasecmp(s->up_host, s->host) == 0 &&
 	    s->up_port == s->port) {
+		/* A kept-alive upstream may close under the request (its idle
+		 * timeout): an idempotent request without a body can go again
+		 * (RFC 9110 9.2.2, RFC 9112 9.3.1). */
+		if (idempotent && (s->retry = evbuffer_new()) &&
+		    evbuffer_add_buffer_reference(s->retry, s->pending) < 0) {
+			evbuffer_free(s->retry);
+			s->retry = NULL;
+		}
+		s->up_reused = 1;
 		px_dial_done(s);
 		return;
 	}
+	s->up_reused = 0;
 	px_upstream_drop(s);
 	px_dial(s);
 }
@@ -1275,6 +1299,21 @@ px_up_event(struct bufferevent *bev, short what, void *arg)
 		s->client_keepalive = 0;
 		px_upstream_drop(s);
 		px_relay_done(s);
+		return;
+	}
+	if (s->up_reused && s->retry && !s->resp_started &&
+	    evbuffer_get_length(bufferevent_get_input(s->ubev)) == 0) {
+		/* The kept-alive upstream went away before answering: once more,
+		 * on a fresh connection. */
+		log_debug("upstream retry peer=%s dest=%s:%u why=\"%s\"", s->peer_text, s->host,
+		    s->port, (what & BEV_EVENT_EOF) ? "closed" : "error");
+		evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
+		evbuffer_add_buffer(s->pending, s->retry);
+		evbuffer_free(s->retry);
+		s->retry = NULL;
+		s->up_reused = 0;
+		px_upstream_drop(s);
+		px_dial(s);
 		return;
 	}
 	if (!s->resp_head_done && (what & BEV_EVENT_EOF) &&

@@ -9,7 +9,7 @@
 
 base=$((20000 + ($$ % 400) * 10))
 P_HTTP=$base P_AUTH=$((base + 1)) P_ADMIN=$((base + 2)) P_BACK=$((base + 3))
-P_TLS=$((base + 4)) P_REDIS=$((base + 5)) P_NEW=$((base + 6))
+P_TLS=$((base + 4)) P_REDIS=$((base + 5)) P_NEW=$((base + 6)) P_FLAKY=$((base + 7))
 D=$T_TMP
 PX=$PF_BIN/proxyvmd
 
@@ -141,6 +141,43 @@ hdrs=$(curl $X -D - -o /dev/null -H 'Connection: X-Secret' -H 'X-Secret: 1' -H '
 t_match "Connection field not forwarded (backend saw none)" "X-Conn-Seen: -" "$hdrs"
 sleep 1.3
 t_eq "nine requests counted in Redis" 9 "$(( $(tel requests) - req0 ))"
+
+# --- a kept-alive upstream closing under a request ------------------------------
+# This origin answers the first request of each connection, keep-alive, and
+# closes the connection when the second one arrives, without answering (an
+# origin's idle timeout racing the request).
+cat >"$D/flaky.py" <<'PY'
+import socket, sys, threading
+n = 0
+def head(c):
+    b = b""
+    while b"\r\n\r\n" not in b:
+        d = c.recv(65536)
+        if not d: return None
+        b += d
+    return b
+def serve(c, k):
+    if head(c) is None: return
+    body = b"conn %d req 1\n" % k
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    head(c)
+    c.close()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+while True:
+    c, _ = s.accept(); n += 1
+    threading.Thread(target=serve, args=(c, n), daemon=True).start()
+PY
+python3 "$D/flaky.py" "$P_FLAKY" >"$D/flaky.log" 2>&1 &
+t_defer "kill $!"
+t_wait 5 python3 -c "import socket; socket.create_connection(('127.0.0.1', $P_FLAKY))"
+F="http://127.0.0.1:$P_FLAKY"
+out=$(curl $X "$F/a" "$F/b" 2>&1 | tr '\n' ' ')
+t_match "GET on a reused upstream that closes: retried on a fresh one" "^conn [0-9]+ req 1 conn [0-9]+ req 1 $" "$out"
+t_match "the retry is logged" "upstream retry .*dest=127.0.0.1:$P_FLAKY" "$(cat "$D/px.log")"
+out=$(curl -s -o /dev/null -w '%{http_code} ' --max-time 10 -x "http://127.0.0.1:$P_HTTP" "$F/a" \
+	--next -s -o /dev/null -w '%{http_code}' --max-time 10 -x "http://127.0.0.1:$P_HTTP" --data x "$F/b")
+t_eq "POST on a reused upstream that closes: not retried (502)" "200 502" "$out"
 
 # --- CONNECT -----------------------------------------------------------------
 out=$(curl $X -k "https://127.0.0.1:$P_TLS/" 2>&1)
