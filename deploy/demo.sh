@@ -75,8 +75,41 @@ step "6. Host eu-1 goes into maintenance: fleetd drains it"
 "$FC" drain eu-1 --wait
 "$FC" status
 
-step "7. What happened, as fleetd journaled it"
-"$FC" events | grep -E 'migration|drain' | tail -n 12
+step "7. Traffic rebalancing: eu-2 gets hot, fleetd moves what its plan needs and stops"
+# Small NICs (8 MiB/s) so that a lab's worth of traffic makes a hot host;
+# rebalancing is switched on by a reload (SIGHUP), as an operator would.
+"$FC" undrain eu-1 >/dev/null
+conf=/run/proxyfleet-lab/fleetd/fleetd.conf
+fpid=$(awk '$1 == "pid" && $2 == "fleetd" { p = $3 } END { print p }' /run/proxyfleet-lab/state)
+if ! grep -q '^\[policy\]' "$conf"; then
+	sed -i 's/^nic = .*/nic = 8M/' "$conf"
+	printf '\n[policy]\nrebalance = yes\nhigh_water = 80\ntarget = 70\nwindow = 3s\n' >>"$conf"
+	kill -HUP "$fpid"
+fi
+$VM start eu-2 px-4 10.77.1.104 >/dev/null || true
+wait_serving 10.77.1.104
+load() { # IP SECONDS: rate-limited 4 MiB downloads through one proxy
+	local end=$((SECONDS + $2))
+	while [ $SECONDS -lt $end ]; do
+		in_client curl -s -o /dev/null --max-time 10 --limit-rate 3500k -x "http://$1:3128" \
+			"${PF_ORIGIN_URL}4m.bin" || sleep 0.2
+	done
+}
+load 10.77.1.102 40 & l1=$!
+load 10.77.1.104 40 & l2=$!
+moves0=$("$FC" events | grep -c ' policy .*move ' || true)
+for ((i = 0; i < 40; i++)); do
+	[ "$("$FC" events | grep -c ' policy .*move ' || true)" -gt "$moves0" ] && break
+	sleep 1
+done
+"$FC" plan || true
+sleep 12
+kill $l1 $l2 2>/dev/null || true
+wait $l1 $l2 2>/dev/null || true
+"$FC" status
+
+step "8. What happened, as fleetd journaled it"
+"$FC" events | grep -E 'migration|drain|policy' | tail -n 14
 
 cat <<MSG
 
@@ -84,7 +117,7 @@ The lab stays up. Try:
   . build/lab/lab.env                       # FLEETCTL_API / FLEETCTL_TOKEN for fleetctl
   build/bin/fleetctl status                 # hosts and VMs
   build/bin/fleetctl migrate px-1 --to eu-1 # back home: the edge route goes away
-  build/bin/fleetctl undrain eu-1
+  build/bin/fleetctl plan                   # what the rebalancer would do now, and why
   build/bin/fleetctl events --follow
   ip netns exec pf-client curl -x http://10.77.1.102:3128 $PF_ORIGIN_URL
   curl -s -H "Authorization: Bearer \$FLEETCTL_TOKEN" \$FLEETCTL_API/metrics
