@@ -351,6 +351,10 @@ px_count_fail(struct px_env *env, enum px_fail kind)
 static void
 px_sess_fail(struct px_sess *s, enum px_fail kind, int code, const char *why)
 {
+	/* A password check still pending (e.g. at the header deadline) no
+	 * longer matters. */
+	px_authq_cancel(s->authq);
+	s->authq = NULL;
 	px_count_fail(s->env, kind);
 	log_debug("session fail peer=%s dest=%s:%u code=%d why=\"%s\"", s->peer_text,
 	    s->host[0] ? s->host : "-", s->port, code, why);
@@ -901,6 +905,8 @@ px_sess_auth_cb(int ok, void *arg)
 
 	(void)ok;
 	s->authq = NULL;
+	if (s->state != S_HTTP_HEAD && s->state != S_SOCKS_AUTH)
+		return;
 	bufferevent_enable(s->cbev, EV_READ);
 	if (s->proto == PX_PROTO_HTTP)
 		px_http_head_try(s);
