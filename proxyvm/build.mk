@@ -14,9 +14,9 @@ PROGS += $(BIN)/proxyvmd
 $(BIN)/proxyvmd: $(call objs,$(PX_SRCS)) $(PX_PARSE_LIB) $(COMMON_LIB)
 LIBS_proxyvmd = $(call pc_libs,libevent hiredis inih libmnl libcrypt) -lpthread
 
-$(eval $(call unit_test,px_http,$(PX_PARSE_LIB),))
-$(eval $(call unit_test,px_socks,$(PX_PARSE_LIB),))
-$(eval $(call unit_test,px_ssrf,$(PX_PARSE_LIB),))
+$(eval $(call unit_test,px_http,$(PX_PARSE_LIB) $(COMMON_LIB),))
+$(eval $(call unit_test,px_socks,$(PX_PARSE_LIB) $(COMMON_LIB),))
+$(eval $(call unit_test,px_ssrf,$(PX_PARSE_LIB) $(COMMON_LIB),))
 
 # Fuzz targets (libFuzzer, clang): make fuzz runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
@@ -24,10 +24,10 @@ FUZZ_DIR := build/fuzz
 PX_FUZZERS := http socks ssrf
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined
 
-$(FUZZ_DIR)/fuzz_px_%: tests/fuzz/fuzz_px_%.c $(PX_PARSE_SRCS) proxyvm/px_http.h \
+$(FUZZ_DIR)/fuzz_px_%: tests/fuzz/fuzz_px_%.c $(PX_PARSE_SRCS) common/util.c proxyvm/px_http.h \
 		proxyvm/px_socks.h proxyvm/px_ssrf.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(PX_PARSE_SRCS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(PX_PARSE_SRCS) common/util.c
 
 FUZZERS += $(patsubst %,$(FUZZ_DIR)/fuzz_px_%,$(PX_FUZZERS))
 

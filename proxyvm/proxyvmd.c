@@ -217,10 +217,11 @@ px_log_level(const struct px_conf *c, int debug)
 {
 	enum log_level lvl = LOG_LVL_INFO;
 
+	/* The config loader accepted only known levels. */
 	if (debug)
 		lvl = LOG_LVL_DEBUG;
-	else if (log_level_parse(c->log_level, &lvl) < 0)
-		log_warnx("config log_level=%s unknown, using info", c->log_level);
+	else
+		log_level_parse(c->log_level, &lvl);
 	log_set_level(lvl);
 }
 

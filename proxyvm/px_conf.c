@@ -245,7 +245,7 @@ static const struct conf_section px_sections[] = {
 
 static const struct conf_key px_keys[] = {
 	{ "", "vm", CONF_STR, C(vm), 0, sizeof(((struct px_conf *)0)->vm), NULL },
-	{ "", "log_level", CONF_STR, C(log_level), 0, 16, NULL },
+	{ "", "log_level", CONF_FUNC, C(log_level), 0, 0, conf_parse_log_level },
 	{ "limits", "max_conns", CONF_INT, C(max_conns), 1, 1000000, NULL },
 	{ "limits", "user_max_conns", CONF_INT, C(user_max_conns), 0, 1000000, NULL },
 	{ "limits", "header_max", CONF_BYTES, C(header_max), 512, 1 << 20, NULL },

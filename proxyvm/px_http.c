@@ -9,6 +9,7 @@
  * line ends are accepted (RFC 9112 section 2.2 allows it).
  */
 #include "proxyvm/px_http.h"
+#include "common/util.h"
 
 #include <string.h>
 #include <strings.h>
@@ -467,18 +468,6 @@ enum {
 
 #define PX_CHUNK_LINE_MAX 4096
 
-static int
-px_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void
 px_chunk_size_done(struct px_chunk *c)
 {
@@ -499,7 +488,7 @@ px_chunk_feed(struct px_chunk *c, const char *p, size_t n)
 		case CK_SIZE:
 		case CK_SIZE_MORE:
 			i++;
-			d = px_hex(ch);
+			d = str_hexval(ch);
 			if (d >= 0) {
 				if (++c->digits > 15)
 					return -1;

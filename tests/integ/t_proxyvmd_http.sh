@@ -110,6 +110,9 @@ printf 'vm = x\n[listener a]\nlisten = 127.0.0.1:1\nlisen = oops\n' >"$D/bad.con
 out=$("$PX" -n -f "$D/bad.conf" 2>&1); rc=$?
 t_eq "-n refuses a bad config with exit 2" 2 "$rc"
 t_eq "the error is one line with file:line" "$D/bad.conf:4: unknown key 'lisen' in section [listener a]" "$out"
+printf 'vm = x\nlog_level = loud\n[listener a]\nlisten = 127.0.0.1:1\n' >"$D/bad3.conf"
+out=$("$PX" -n -f "$D/bad3.conf" 2>&1); rc=$?
+t_eq "an unknown log_level is a config error too" "2 $D/bad3.conf:2: bad log_level 'loud' (debug, info, warn, error)" "$rc $out"
 printf 'vm = x\n[listener a]\nlisten = 999.0.0.1:80\n' >"$D/bad2.conf"
 out=$("$PX" -n -f "$D/bad2.conf" 2>&1)
 t_match "a bad listen address names its line" "bad2.conf:3: bad address" "$out"
