@@ -89,6 +89,23 @@ t_redis_start() {
 	t_defer "kill \$(cat $dir/pid)"
 }
 
+# t_lab_up: the lab (hosts, agents, fleetd) for a test. A lab that is up is
+# reused and stays up; otherwise one is brought up and taken down at exit.
+# Sources build/lab/lab.env (addresses, FLEETCTL_API and FLEETCTL_TOKEN).
+t_lab_up() {
+	local lab="bash $T_ROOT/deploy/lab/lab.sh"
+
+	t_check "build and image" make -C "$T_ROOT" --no-print-directory all image
+	if [ -f /run/proxyfleet-lab/state ] && $lab status 2>/dev/null | grep -q '^fleetd: http'; then
+		t_diag "reusing the lab that is already up; it stays up"
+	else
+		t_defer "$lab down"
+		t_check "lab up (hosts, agents, fleetd)" $lab up
+	fi
+	. "$T_ROOT/build/lab/lab.env"
+	export FLEETCTL_API FLEETCTL_TOKEN
+}
+
 t_done() {
 	echo "1..$T_N"
 	[ "$T_FAILED" -eq 0 ]

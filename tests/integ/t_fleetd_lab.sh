@@ -16,7 +16,6 @@
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
-LAB="bash $T_ROOT/deploy/lab/lab.sh"
 VM="bash $T_ROOT/deploy/lab/vm.sh"
 STATE_DIR=/run/proxyfleet-lab
 FC="$PF_BIN/fleetctl"
@@ -30,15 +29,7 @@ defined_on() { timeout 10 virsh -q -c "$1" list --all --name 2>/dev/null | sed '
 serves() { in_client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
 mig_field() { "$FC" --json migrations | tr -d ' \n\t' | grep -o "{\"id\":$1,[^}]*}" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
 
-t_check "build and image" make -C "$T_ROOT" --no-print-directory all image
-if [ -f $STATE_DIR/state ] && $LAB status 2>/dev/null | grep -q '^fleetd: http'; then
-	t_diag "reusing the lab that is already up; it stays up"
-else
-	t_defer "$LAB down"
-	t_check "lab up (hosts, agents, fleetd)" $LAB up
-fi
-. "$T_ROOT/build/lab/lab.env"
-export FLEETCTL_API FLEETCTL_TOKEN
+t_lab_up
 
 A=px-tfl-1 AIP=10.77.1.160 B=px-tfl-2 BIP=10.77.1.161
 for h in eu-1 eu-2 us-1; do t_defer "$VM destroy $h $A; $VM destroy $h $B"; done

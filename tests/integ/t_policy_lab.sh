@@ -10,7 +10,6 @@
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
-LAB="bash $T_ROOT/deploy/lab/lab.sh"
 VM="bash $T_ROOT/deploy/lab/vm.sh"
 STATE_DIR=/run/proxyfleet-lab
 FC="$PF_BIN/fleetctl"
@@ -20,15 +19,7 @@ in_client() { ip netns exec pf-client "$@"; }
 serves() { in_client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
 policy_moves() { "$FC" events | grep -c ' policy .*move ' || true; }
 
-t_check "build and image" make -C "$T_ROOT" --no-print-directory all image
-if [ -f $STATE_DIR/state ] && $LAB status 2>/dev/null | grep -q '^fleetd: http'; then
-	t_diag "reusing the lab that is already up; it stays up (its fleetd config is restored)"
-else
-	t_defer "$LAB down"
-	t_check "lab up (hosts, agents, fleetd)" $LAB up
-fi
-. "$T_ROOT/build/lab/lab.env"
-export FLEETCTL_API FLEETCTL_TOKEN
+t_lab_up	# a reused lab gets its fleetd config back at exit (below)
 CONF=$STATE_DIR/fleetd/fleetd.conf
 FPID=$(awk '$1 == "pid" && $2 == "fleetd" { p = $3 } END { print p }' $STATE_DIR/state)
 cp "$CONF" "$T_TMP/fleetd.conf.orig"
