@@ -112,9 +112,21 @@ vm_define() {
 
 vm_defined() { virsh -q -c "$(host_uri "$1")" dominfo "$2" >/dev/null 2>&1; }
 
+# cmd_start HOST VMID IPS [ROLE]: define (when needed) and start. A VM id
+# lives on one host: starting it where another host already has it would
+# run a second copy with the same MAC and IPs, so that is refused. Starting
+# a VM that already runs there is a no-op.
 cmd_start() {
-	local host=$1 id=$2
+	local host=$1 id=$2 h
+	for h in $PF_LAB_HOSTS; do
+		[ "$h" = "$host" ] && continue
+		vm_defined "$h" "$id" && die "$id already exists on $h (one VM id, one host; vm.sh destroy $h $id first)"
+	done
 	vm_defined "$host" "$id" || vm_define "$@"
+	if [ "$(virsh -q -c "$(host_uri "$host")" domstate "$id" 2>/dev/null)" = running ]; then
+		log "$id already runs on $host"
+		return 0
+	fi
 	virsh -q -c "$(host_uri "$host")" start "$id" >/dev/null || die "virsh start $id on $host failed"
 	log "started $id on $host"
 }

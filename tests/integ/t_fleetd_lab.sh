@@ -76,6 +76,8 @@ move() {
 # 1. within the region
 move $A $AIP eu-2
 t_eq "$A runs on eu-2 only (eu-1 has none of it)" "$A|" "$(running_on "$EU2" | tr ',' '\n' | grep -x $A)|$(defined_on "$EU1" | tr ',' '\n' | grep -x $A)"
+out=$($VM start eu-1 $A $AIP 2>&1); rc=$?
+t_match "the lab refuses a second copy of $A on another host" "^1 .*$A already exists on eu-2" "$rc $out"
 t_match "journal: migration done with timings" "done id=$MIG_ID vm=$A from=eu-1 to=eu-2 .*downtime_ms=[0-9]+ .*handover_ms=[0-9]+ telemetry=resumed" "$("$FC" events)"
 
 # 2. across regions: the edge routes the /32 to us-1
