@@ -555,11 +555,11 @@ ctl_virt_conn(struct ctl_virt *v, int host)
 	return c;
 }
 
-void
+int
 ctl_virt_stop(struct ctl_virt *v)
 {
 	if (!v)
-		return;
+		return 0;
 	atomic_store(&v->stop, 1);
 	for (int i = 0; i < v->nhosts; i++)
 		ctl_virt_wake(&v->hosts[i], 0);
@@ -579,11 +579,12 @@ ctl_virt_stop(struct ctl_virt *v)
 		pthread_join(v->ev_thread, NULL);
 	}
 	if (v->unjoined)
-		return;	/* the process is exiting; stuck threads still use v */
+		return v->unjoined;	/* the process is exiting; stuck threads still use v */
 	for (int i = 0; i < v->nhosts; i++) {
 		pthread_mutex_destroy(&v->hosts[i].lock);
 		pthread_cond_destroy(&v->hosts[i].cond);
 	}
 	free(v->hosts);
 	free(v);
+	return 0;
 }

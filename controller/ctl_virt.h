@@ -55,8 +55,11 @@ void ctl_virt_refresh(struct ctl_virt *v, int host);
  * releases it with virConnectClose(). Any thread. */
 virConnectPtr ctl_virt_conn(struct ctl_virt *v, int host);
 
-/* Stop every thread and close every connection (loop thread, at exit). */
-void ctl_virt_stop(struct ctl_virt *v);
+/* Stop every thread and close every connection (loop thread, at exit).
+ * Returns how many host threads are still inside libvirt after a bounded
+ * wait (a connect to a dead host): then v stays allocated and those threads
+ * may still post, so the caller must not free what they use. */
+int ctl_virt_stop(struct ctl_virt *v);
 
 /* Fill a libvirt error's message into buf (thread-local last error). */
 void ctl_virt_errmsg(char *buf, size_t len);

@@ -230,7 +230,7 @@ main(int argc, char **argv)
 	struct ctl_virt_ops ops = { fleetd_host_state, fleetd_snapshot, fleetd_dom_event, &env };
 	struct sig_handlers sh = { fleetd_on_term, fleetd_on_hup, &env };
 	char err[512], host[64];
-	int ch, check = 0, debug = 0, port;
+	int ch, check = 0, debug = 0, port, stuck;
 	enum log_level lvl = LOG_LVL_INFO;
 	struct timeval tick;
 
@@ -299,7 +299,11 @@ main(int argc, char **argv)
 	/* Shutdown: threads first, then what they post to, then the rest. */
 	env.stopping = 1;
 	ctl_mig_shutdown(&env);
-	ctl_virt_stop(env.virt);
+	if ((stuck = ctl_virt_stop(env.virt)) > 0) {
+		/* Threads still in libvirt may post at any moment: free nothing. */
+		log_warnx("stopped, leaving %d host thread(s) inside libvirt connects", stuck);
+		_exit(0);
+	}
 	env.virt = NULL;
 	ctl_post_free(env.post);
 	ctl_mig_free_all(&env);

@@ -24,7 +24,11 @@ _t_exit() {
 	for ((i = ${#T_DEFERRED[@]} - 1; i >= 0; i--)); do
 		eval "${T_DEFERRED[$i]}" >/dev/null 2>&1 || true
 	done
-	rm -rf "$T_TMP"
+	if [ -n "${PF_KEEP_TMP:-}" ]; then
+		echo "# kept $T_TMP (PF_KEEP_TMP)"
+	else
+		rm -rf "$T_TMP"
+	fi
 	exit $rc
 }
 trap _t_exit EXIT
