@@ -93,6 +93,19 @@ t_redis_start() {
 	t_defer "kill \$(cat $dir/pid)"
 }
 
+# t_no_sanitizer_report DESC LOG...: ok when no log carries an ASan, LSan or
+# UBSan report (the daemons run sanitized under SANITIZE=1); otherwise the
+# first reports are shown.
+t_no_sanitizer_report() {
+	local desc=$1 pat='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error'
+	shift
+	if grep -qE "$pat" "$@" 2>/dev/null; then
+		t_fail "$desc" "$(grep -A20 -E 'ERROR: |runtime error' "$@" 2>/dev/null | head -40)"
+	else
+		t_ok "$desc"
+	fi
+}
+
 # t_lab_up: the lab (hosts, agents, fleetd) for a test. A lab that is up is
 # reused and stays up; otherwise one is brought up and taken down at exit.
 # Sources build/lab/lab.env (addresses, FLEETCTL_API and FLEETCTL_TOKEN).
