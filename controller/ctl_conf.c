@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,29 @@ ctl_conf_host(void *cfg, const char *name, char *err, size_t errlen)
 
 #define F(m) offsetof(struct ctl_conf, m)
 #define H(m) offsetof(struct ctl_conf_host, m)
+/* mgmt_pool = FIRST-LAST/PREFIX (IPv4): where standbys get their management
+ * address. field points at pool_first; pool_last and pool_prefix follow. */
+static int
+ctl_conf_pool(void *field, const char *value, char *err, size_t errlen)
+{
+	struct ctl_conf_region *r = (struct ctl_conf_region *)((char *)field -
+	    offsetof(struct ctl_conf_region, pool_first));
+	char a[32], b[32];
+	struct in_addr ia, ib;
+	int prefix;
+
+	if (sscanf(value, "%31[0-9.]-%31[0-9.]/%d", a, b, &prefix) != 3 ||
+	    inet_pton(AF_INET, a, &ia) != 1 || inet_pton(AF_INET, b, &ib) != 1 ||
+	    prefix < 8 || prefix > 32 || ntohl(ia.s_addr) > ntohl(ib.s_addr)) {
+		snprintf(err, errlen, "bad mgmt_pool '%s' (write 10.0.1.200-10.0.1.249/24)", value);
+		return -1;
+	}
+	r->pool_first = ntohl(ia.s_addr);
+	r->pool_last = ntohl(ib.s_addr);
+	r->pool_prefix = prefix;
+	return 0;
+}
+
 #define R(m) offsetof(struct ctl_conf_region, m)
 
 static const struct conf_section ctl_sections[] = {
@@ -105,7 +129,12 @@ static const struct conf_key ctl_keys[] = {
 	{ "policy", "high_water", CONF_INT, F(pol_high_pct), 1, 100, NULL },
 	{ "policy", "target", CONF_INT, F(pol_target_pct), 1, 100, NULL },
 	{ "policy", "window", CONF_MS, F(pol_window_ms), 0, 3600000, NULL },
+	{ "failover", "enable", CONF_BOOL, F(fo_enable), 0, 0, NULL },
+	{ "failover", "poll", CONF_MS, F(fo_poll_ms), 20, 5000, NULL },
+	{ "failover", "probe_timeout", CONF_MS, F(fo_probe_ms), 20, 10000, NULL },
 	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
+	{ "region", "gateway", CONF_STR, R(gateway), 0, 48, NULL },
+	{ "region", "mgmt_pool", CONF_FUNC, R(pool_first), 0, 0, ctl_conf_pool },
 	{ "host", "region", CONF_STR, H(region), 0, CTL_NAME_MAX, NULL },
 	{ "host", "uri", CONF_STR, H(uri), 0, 256, NULL },
 	{ "host", "address", CONF_STR, H(address), 0, 64, NULL },
@@ -173,6 +202,9 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	c->mig_auto_converge = 1;
 	c->mig_compressed = 1;
 	c->mig_postcopy_after_ms = 10000;
+	c->fo_enable = 1;
+	c->fo_poll_ms = 100;
+	c->fo_probe_ms = 300;
 	c->pol_high_pct = 80;
 	c->pol_target_pct = 70;
 	c->pol_window_ms = 10000;

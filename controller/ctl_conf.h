@@ -6,7 +6,9 @@
  *   [migration]         max_concurrent, max_per_host, bandwidth, max_downtime,
  *                       timeout, auto_converge, compressed, postcopy, cooldown
  *   [policy]            rebalance, high_water, target, window
- *   [region NAME]       edge (the netmigrated instance that routes the region)
+ *   [failover]          enable, poll, probe_timeout
+ *   [region NAME]       edge (the netmigrated instance that routes the region),
+ *                       gateway, mgmt_pool (standbys' management addresses)
  *   [host NAME]         region, uri, address, bridge, memory, vcpus, nic
  *
  * ctl_conf_load() fills a fresh struct with defaults, reads the file and
@@ -17,12 +19,16 @@
 #define CTL_CONF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CTL_NAME_MAX 64
 
 struct ctl_conf_region {
 	char name[CTL_NAME_MAX];
 	char edge[CTL_NAME_MAX];	/* agent name that owns the region's routes */
+	char gateway[48];	/* the VMs' default gateway in this region */
+	uint32_t pool_first, pool_last;	/* mgmt_pool, host order; 0 = none */
+	int pool_prefix;
 };
 
 struct ctl_conf_host {
@@ -62,6 +68,10 @@ struct ctl_conf {
 	long long pol_high_pct;		/* a host above this share of its NIC is hot */
 	long long pol_target_pct;	/* a destination stays at or under this share */
 	long long pol_window_ms;	/* hot for this long, sustained, before a plan runs */
+	/* [failover] */
+	int fo_enable;			/* promote standbys of dead hosts' VMs */
+	long long fo_poll_ms;		/* host lease poll */
+	long long fo_probe_ms;		/* libvirt port probe timeout */
 	/* sections */
 	struct ctl_conf_region *regions;
 	int nregions;

@@ -128,7 +128,7 @@ ctl_ip_same_net(const char *ip, const char *addr)
 }
 
 /* The region whose hosts share the VM's first IP's prefix: its home. */
-static int
+int
 ctl_vm_home(const struct fleetd *env, const struct ctl_vm *vm)
 {
 	if (vm->meta.nips == 0)
@@ -139,7 +139,7 @@ ctl_vm_home(const struct fleetd *env, const struct ctl_vm *vm)
 	return -1;
 }
 
-static const char *
+const char *
 ctl_edge_of_region(const struct fleetd *env, int region)
 {
 	if (region < 0 || !env->conf->regions[region].edge[0])

@@ -85,6 +85,11 @@ ctl_vm_meta_parse(const char *xml, struct ctl_vm_meta *out)
 	    strcmp(role, "standby") == 0)
 		out->role = ROLE_STANDBY;
 	ctl_xml_attr(tag, tag_end, "peer", out->peer, sizeof(out->peer));
+	if (ctl_xml_attr(tag, tag_end, "protect", role, sizeof(role)) == 0)
+		ctl_protect_parse(role, &out->protect);
+	ctl_xml_attr(tag, tag_end, "standby_region", out->sb_region, sizeof(out->sb_region));
+	ctl_xml_attr(tag, tag_end, "mgmt", out->mgmt, sizeof(out->mgmt));
+	ctl_xml_attr(tag, tag_end, "replaces", out->replaces, sizeof(out->replaces));
 	out->pin = PIN_NONE;
 	if (ctl_xml_attr(tag, tag_end, "pin", pin, sizeof(pin)) == 0 && pin[0])
 		out->pin = PIN_REGION;	/* 'region', or unknown: the strictest we know */
@@ -103,6 +108,58 @@ ctl_vm_meta_parse(const char *xml, struct ctl_vm_meta *out)
 		out->nips++;
 	}
 	return 0;
+}
+
+const char *
+ctl_protect_name(enum ctl_protect p)
+{
+	return p == PROTECT_HOT ? "hot" : p == PROTECT_WARM ? "warm" : "none";
+}
+
+int
+ctl_protect_parse(const char *s, enum ctl_protect *p)
+{
+	if (strcmp(s, "hot") == 0)
+		*p = PROTECT_HOT;
+	else if (strcmp(s, "warm") == 0)
+		*p = PROTECT_WARM;
+	else if (strcmp(s, "none") == 0 || !*s)
+		*p = PROTECT_NONE;
+	else
+		return -1;
+	return 0;
+}
+
+/* Append " name='value'" when value is set. Values are names and
+ * addresses the parser accepted, so they carry no quote. */
+static void
+ctl_meta_attr(char *buf, size_t len, size_t *off, const char *name, const char *value)
+{
+	if (value && *value && *off < len)
+		*off += (size_t)snprintf(buf + *off, len - *off, " %s='%s'", name, value);
+}
+
+int
+ctl_vm_meta_format(const struct ctl_vm_meta *m, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	off += (size_t)snprintf(buf, len, "<pf:vm xmlns:pf='http://proxyfleet.example.org/xmlns/vm/1'");
+	ctl_meta_attr(buf, len, &off, "id", m->id);
+	ctl_meta_attr(buf, len, &off, "role", m->role == ROLE_STANDBY ? "standby" : "primary");
+	ctl_meta_attr(buf, len, &off, "peer", m->peer);
+	ctl_meta_attr(buf, len, &off, "pin", m->pin == PIN_REGION ? "region" : NULL);
+	ctl_meta_attr(buf, len, &off, "protect", m->protect ? ctl_protect_name(m->protect) : NULL);
+	ctl_meta_attr(buf, len, &off, "standby_region", m->sb_region);
+	ctl_meta_attr(buf, len, &off, "mgmt", m->mgmt);
+	ctl_meta_attr(buf, len, &off, "replaces", m->replaces);
+	if (off < len)
+		off += (size_t)snprintf(buf + off, len - off, ">");
+	for (int i = 0; i < m->nips && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "<pf:ip>%s</pf:ip>", m->ips[i]);
+	if (off < len)
+		off += (size_t)snprintf(buf + off, len - off, "</pf:vm>");
+	return off < len ? 0 : -1;
 }
 
 int

@@ -15,6 +15,9 @@
 
 #include "controller/ctl_conf.h"
 
+/* The XML namespace of proxyfleet's domain <metadata> element. */
+#define CTL_META_NS "http://proxyfleet.example.org/xmlns/vm/1"
+
 #define CTL_MAX_IPS 8
 #define CTL_IP_MAX 48
 
@@ -36,6 +39,9 @@ enum ctl_role { ROLE_PRIMARY, ROLE_STANDBY };
  * of the host it runs on; an operator's move may still take it out. A pin
  * value fleetd does not know is read as the strictest pin it knows. */
 enum ctl_pin { PIN_NONE, PIN_REGION };
+/* protect='hot|warm' on a primary: keep a standby of it on another host,
+ * running with its IPs unbound (hot) or defined and shut off (warm). */
+enum ctl_protect { PROTECT_NONE, PROTECT_HOT, PROTECT_WARM };
 
 const char *ctl_vm_state_name(enum ctl_vm_state s);
 
@@ -47,10 +53,19 @@ struct ctl_vm_meta {
 	char ips[CTL_MAX_IPS][CTL_IP_MAX];	/* "10.77.1.100/24" */
 	int nips;
 	enum ctl_pin pin;
+	enum ctl_protect protect;
+	char sb_region[CTL_NAME_MAX];	/* standby_region: where its standby goes */
+	char mgmt[CTL_IP_MAX];	/* management address (standbys), "IP/PREFIX" */
+	char replaces[CTL_NAME_MAX];	/* the primary this VM took over from */
 };
 
 /* Parse the metadata element text; 0, or -1 when it has no id. */
 int ctl_vm_meta_parse(const char *xml, struct ctl_vm_meta *out);
+/* The element for virDomainSetMetadata (key pf, CTL_META_NS); -1 if too long. */
+int ctl_vm_meta_format(const struct ctl_vm_meta *m, char *buf, size_t len);
+const char *ctl_protect_name(enum ctl_protect p);
+/* "hot", "warm", "none": 0, else -1. */
+int ctl_protect_parse(const char *s, enum ctl_protect *p);
 
 struct ctl_vm {
 	char name[CTL_NAME_MAX];
@@ -68,6 +83,15 @@ struct ctl_vm {
 	int stale;
 	uint64_t conns_active;
 	struct ctl_rate up, down, reqs, conns;
+	long long cfg_rev;	/* pf:users:rev in force in the guest */
+	int64_t cfg_ms;		/* wall ms it came into force */
+	int bound;		/* the guest has its service IPs */
+
+	/* standbys and failover (ctl_standby.c, ctl_failover.c) */
+	int meta_pending;	/* a metadata write is on its way: keep ours */
+	int64_t sb_retry_ms;	/* no standby creation before (monotonic ms) */
+	int sb_blocked;		/* "no host for a standby" journaled */
+	int failover;		/* a promotion involves it */
 
 	/* policy state */
 	int64_t cooldown_until_ms;	/* monotonic ms */
@@ -82,6 +106,13 @@ struct ctl_host {
 	char virt_error[160];	/* why not, when not */
 	int lease_ok;		/* agent lease present at the last poll */
 	int64_t lease_seen_ms;
+	/* failover watch (ctl_failover.c): the lease polled every [failover] poll */
+	int fo_seen;		/* its lease was there once: its loss means something */
+	int64_t fo_expiry_ms;	/* monotonic ms the lease runs out, as last read */
+	int64_t fo_lease_ms;	/* the longest TTL seen: the agent's lease length */
+	int fo_probing;		/* a libvirt port probe is out */
+	int dead;		/* lease gone and libvirt unreachable: failed over */
+	char fence_sig[1024];	/* the fence set last written (ctl_standby.c) */
 	int draining, maintenance;
 	char drain_blocked[160];	/* why the drain cannot move a VM now */
 	/* agent metrics */

@@ -52,6 +52,7 @@ ctl_tel_vm(struct fleetd *env, struct ctl_vm *vm, redisReply *r)
 	uint64_t up = ctl_tel_num(r, "bytes_up"), down = ctl_tel_num(r, "bytes_down");
 	uint64_t reqs = ctl_tel_num(r, "requests"), conns = ctl_tel_num(r, "conns_total");
 	uint64_t active = ctl_tel_num(r, "conns_active");
+	const char *rev = rlink_field(r, "cfg_rev");
 
 	if (ts <= vm->tel_ms)
 		return;	/* no new sample */
@@ -65,6 +66,9 @@ ctl_tel_vm(struct fleetd *env, struct ctl_vm *vm, redisReply *r)
 	vm->tel_boot_ms = boot;
 	vm->tel_ms = ts;
 	vm->conns_active = active;
+	vm->cfg_rev = rev ? strtoll(rev, NULL, 10) : 0;
+	vm->cfg_ms = (int64_t)ctl_tel_num(r, "cfg_ms");
+	vm->bound = ctl_tel_num(r, "bound") != 0;
 	ctl_rate_update(&vm->up, up, ts, CTL_TEL_ALPHA);
 	ctl_rate_update(&vm->down, down, ts, CTL_TEL_ALPHA);
 	ctl_rate_update(&vm->reqs, reqs, ts, CTL_TEL_ALPHA);

@@ -265,13 +265,14 @@ ctl_virt_list(struct ctl_virt_host *h, virConnectPtr conn)
 
 /*
  * For qemu+tcp:// and qemu+tls:// URIs, check with a non-blocking connect
- * that libvirtd's port answers within CTL_VIRT_PROBE_MS. virConnectOpen()
+ * that libvirtd's port answers within timeout_ms. virConnectOpen()
  * connects blocking, and a host whose link is down would hold this thread
  * in the kernel's SYN retries for a minute, long after the link is back.
  * Other URIs (ssh, local) are not probed. 0 when reachable or not probed.
+ * The failover's "libvirt keepalive failed" check is this probe too.
  */
-static int
-ctl_virt_probe(const char *uri, char *why, size_t whylen)
+int
+ctl_virt_probe(const char *uri, int timeout_ms, char *why, size_t whylen)
 {
 	const char *p = strstr(uri, "://"), *end;
 	char host[256], port[8];
@@ -310,7 +311,7 @@ ctl_virt_probe(const char *uri, char *why, size_t whylen)
 
 		pfd.fd = fd;
 		pfd.events = POLLOUT;
-		r = poll(&pfd, 1, CTL_VIRT_PROBE_MS) == 1 &&
+		r = poll(&pfd, 1, timeout_ms) == 1 &&
 		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0 ? 0 : -1;
 		if (r < 0)
 			errno = err ? err : ETIMEDOUT;
@@ -328,7 +329,7 @@ ctl_virt_open(struct ctl_virt_host *h, char *why, size_t whylen)
 {
 	virConnectPtr c;
 
-	if (ctl_virt_probe(h->conf->uri, why, whylen) < 0)
+	if (ctl_virt_probe(h->conf->uri, CTL_VIRT_PROBE_MS, why, whylen) < 0)
 		return NULL;
 	c = virConnectOpen(h->conf->uri);
 

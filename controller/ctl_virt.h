@@ -20,7 +20,6 @@
 #include "controller/ctl_conf.h"
 #include "controller/ctl_post.h"
 
-#define CTL_META_NS "http://proxyfleet.example.org/xmlns/vm/1"
 
 /* One domain as a host listing saw it. */
 struct ctl_dom_info {
@@ -60,6 +59,11 @@ virConnectPtr ctl_virt_conn(struct ctl_virt *v, int host);
  * wait (a connect to a dead host): then v stays allocated and those threads
  * may still post, so the caller must not free what they use. */
 int ctl_virt_stop(struct ctl_virt *v);
+
+/* Does the libvirt port of a qemu+tcp/tls URI accept a connection within
+ * timeout_ms? 0 (also for URIs it cannot probe), or -1 with why. Blocks:
+ * call it off the loop. */
+int ctl_virt_probe(const char *uri, int timeout_ms, char *why, size_t whylen);
 
 /* Fill a libvirt error's message into buf (thread-local last error). */
 void ctl_virt_errmsg(char *buf, size_t len);

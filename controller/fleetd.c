@@ -74,7 +74,8 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 		vm = ctl_vm_get(m, d->name);
 		if (!vm)
 			break;
-		vm->meta = meta;
+		if (!vm->meta_pending)
+			vm->meta = meta;	/* else our write is on its way */
 		str_copy(vm->mac, d->mac, sizeof(vm->mac));
 		vm->mem_bytes = d->mem_bytes;
 		vm->vcpus = d->vcpus;
@@ -144,6 +145,7 @@ fleetd_tick(evutil_socket_t fd, short what, void *arg)
 	ctl_tel_poll(env);
 	ctl_model_mark_stale(&env->model, clock_wall_ms(), env->conf->stale_ms);
 	ctl_mig_tick(env);
+	ctl_standby_tick(env);
 	ctl_policy_tick(env);
 	if (env->stopping) {
 		if (!stop_since)
@@ -281,6 +283,7 @@ main(int argc, char **argv)
 	env.virt = ctl_virt_start(env.conf, env.post, &ops, err, sizeof(err));
 	if (!env.virt)
 		fatalx("libvirt: %s", err);
+	ctl_failover_start(&env);
 	env.api = ctl_api_start(&env, err, sizeof(err));
 	if (!env.api)
 		fatalx("api: %s", err);
@@ -299,6 +302,7 @@ main(int argc, char **argv)
 	/* Shutdown: threads first, then what they post to, then the rest. */
 	env.stopping = 1;
 	ctl_mig_shutdown(&env);
+	ctl_vjob_shutdown(&env);
 	if ((stuck = ctl_virt_stop(env.virt)) > 0) {
 		/* Threads still in libvirt may post at any moment: free nothing. */
 		log_warnx("stopped, leaving %d host thread(s) inside libvirt connects", stuck);
@@ -310,6 +314,7 @@ main(int argc, char **argv)
 	ctl_order_stop(&env);
 	ctl_api_free(env.api);
 	rlink_free(env.redis);
+	ctl_failover_stop(&env);
 	event_free(env.tick);
 	sig_watch_free(env.sig);
 	ctl_model_free(&env.model);

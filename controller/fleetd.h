@@ -9,6 +9,8 @@
  *   ctl_mig     migration executor     ctl_journal events (Redis + memory)
  *   ctl_api     HTTP(S) JSON API and /metrics
  *   ctl_plan    rebalancing planner    ctl_policy  runs it on the tick
+ *   ctl_standby standby replicas       ctl_failover dead hosts, promotion
+ *   ctl_xml     standby domain XML
  */
 #ifndef FLEETD_H
 #define FLEETD_H
@@ -26,6 +28,8 @@ struct ctl_virt;
 struct ctl_api;
 struct ctl_mig;
 struct cJSON;
+struct ctl_vjob;
+struct ctl_fo;
 
 #define CTL_JOURNAL_KEEP 2000	/* events kept in memory for the API */
 #define CTL_MIG_KEEP 200	/* finished migrations kept for the API */
@@ -44,6 +48,8 @@ struct ctl_stats {
 	uint64_t downtime_count;
 	double downtime_sum_s;
 	uint64_t orders_sent, acks_ok, acks_err;
+	uint64_t failovers, failovers_failed, switchovers;
+	int64_t last_failover_ms;	/* heartbeat to serving of the last failover */
 };
 
 struct fleetd {
@@ -74,6 +80,15 @@ struct fleetd {
 	uint64_t order_seq;
 	char acks_cursor[64];
 	struct ctl_order_wait *waits;
+
+	/* standbys and failover */
+	struct ctl_vjob *vjobs;		/* libvirt jobs in flight */
+	long long users_rev;		/* pf:users:rev, pf:users:rev_ms */
+	int64_t users_rev_ms;
+	struct ctl_fo *fos;		/* promotions, newest first */
+	unsigned fo_seq;
+	struct event *fo_ev;		/* lease poll */
+	int fo_mass;			/* mass lease loss journaled */
 
 	struct ctl_stats stats;
 };
@@ -124,6 +139,39 @@ void ctl_policy_tick(struct fleetd *env);
 /* The plan the policy would carry out now (dry run), as a JSON object for
  * GET /v1/plan; NULL when out of memory. The caller owns the object. */
 struct cJSON *ctl_policy_json(struct fleetd *env);
+
+/* ctl_mig.c helpers the failover shares. */
+int ctl_vm_home(const struct fleetd *env, const struct ctl_vm *vm);
+const char *ctl_edge_of_region(const struct fleetd *env, int region);
+
+/* ctl_standby.c: libvirt jobs on their own threads, and the replica policy. */
+enum ctl_vjob_kind { VJ_CREATE, VJ_META, VJ_START, VJ_DESTROY, VJ_REMOVE, VJ_PROBE };
+typedef void ctl_vjob_done_fn(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok,
+    const char *error, int64_t took_ms);
+/* Run kind for vm on host's libvirt (meta: VJ_META's element); done runs on
+ * the loop. -1 when it cannot start. */
+int ctl_vjob(struct fleetd *env, enum ctl_vjob_kind kind, int host, const char *vm,
+    const char *meta, ctl_vjob_done_fn *done, void *arg);
+int ctl_vjob_busy(struct fleetd *env, const char *vm);
+/* Probe host's libvirt port off the loop (ok = it answers). */
+int ctl_vjob_probe(struct fleetd *env, int host, int timeout_ms, ctl_vjob_done_fn *done,
+    void *arg);
+void ctl_vjob_shutdown(struct fleetd *env);
+/* Write vm's model metadata to libvirt (the model's copy wins meanwhile). */
+int ctl_meta_write(struct fleetd *env, struct ctl_vm *vm);
+int ctl_host_usable(const struct fleetd *env, int h);
+int ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why);
+void ctl_standby_tick(struct fleetd *env);
+int ctl_protect(struct fleetd *env, const char *vm, enum ctl_protect mode, const char *region,
+    char *why, size_t whylen);
+void ctl_standby_json(struct fleetd *env, const struct ctl_vm *vm, struct cJSON *o);
+
+/* ctl_failover.c: the lease watch, dead hosts, promotions. */
+void ctl_failover_start(struct fleetd *env);
+void ctl_failover_stop(struct fleetd *env);
+/* Planned: fence the primary, promote its hot standby. */
+int ctl_switchover(struct fleetd *env, const char *vm, char *why, size_t whylen);
+struct cJSON *ctl_failover_json(struct fleetd *env);
 
 /* ctl_api.c */
 struct ctl_api *ctl_api_start(struct fleetd *env, char *err, size_t errlen);

@@ -8,7 +8,7 @@ PKGS=(
 	# toolchain
 	build-essential pkg-config
 	# libraries the daemons link
-	libevent-dev libhiredis-dev libcjson-dev libssl-dev libvirt-dev
+	libevent-dev libhiredis-dev libcjson-dev libssl-dev libvirt-dev libxml2-dev
 	libmnl-dev libinih-dev libcurl4-openssl-dev
 	# unit-test framework
 	libcmocka-dev

@@ -148,6 +148,14 @@ int nm_route_del(struct nm_ctx *ctx, const struct nm_ip *dst, const struct nm_ip
  */
 int nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err,
     size_t errlen);
+/*
+ * Set the bridge port of the VM with this MAC up or down (the port is
+ * named in port). Down is how a host fences a VM without the guest's help:
+ * no frame in or out, so it neither answers ARP nor serves. 0, or -1 with
+ * err ("no port of br0 carries 52:54:00:..").
+ */
+int nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up,
+    char *port, size_t portlen, char *err, size_t errlen);
 /* A permanent neighbour entry ip -> mac on dev. */
 int nm_neigh_set(struct nm_ctx *ctx, const struct nm_ip *ip, const uint8_t mac[6],
     const char *dev, char *err, size_t errlen);
@@ -165,7 +173,7 @@ int nm_proxy_del(struct nm_ctx *ctx, const struct nm_ip *ip, const char *dev, ch
 #define NM_ORDER_MAX_IPS 256
 #define NM_ID_MAX 64
 
-enum nm_op { NM_OP_PREPARE, NM_OP_ANNOUNCE, NM_OP_WITHDRAW };
+enum nm_op { NM_OP_PREPARE, NM_OP_ANNOUNCE, NM_OP_WITHDRAW, NM_OP_FENCE, NM_OP_UNFENCE };
 
 /* One handover order, as carried by pf:host:<host>:orders. */
 struct nm_order {

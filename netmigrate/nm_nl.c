@@ -10,7 +10,9 @@
  */
 #include "netmigrate/nm_int.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <net/if.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <stdio.h>
@@ -352,4 +354,74 @@ nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t
 		}
 	}
 	return f.n;
+}
+
+/* ------------------------------------------------------------------ */
+/* VM ports: the fence that needs nothing from the guest */
+
+/* The bridge port that carries the VM with this MAC: libvirt gives a tap
+ * the guest's MAC with the first octet set to 0xfe, so the match is on the
+ * last five octets (the uplink never matches a 52:54:00 guest MAC). */
+static int
+nm_port_find(const char *bridge, const uint8_t mac[6], char *port, size_t portlen)
+{
+	char path[128], line[32];
+	struct dirent *d;
+	DIR *dir;
+	int found = -1;
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/brif", bridge);
+	if (!(dir = opendir(path)))
+		return -1;
+	while (found < 0 && (d = readdir(dir))) {
+		unsigned m[6];
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		if (strlen(d->d_name) >= IFNAMSIZ)
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/net/%.*s/address", IFNAMSIZ, d->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(line, sizeof(line), f) &&
+		    sscanf(line, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6 &&
+		    m[1] == mac[1] && m[2] == mac[2] && m[3] == mac[3] && m[4] == mac[4] &&
+		    m[5] == mac[5] && (m[0] == 0xfe || m[0] == mac[0])) {
+			snprintf(port, portlen, "%s", d->d_name);
+			found = 0;
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return found;
+}
+
+int
+nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up, char *port,
+    size_t portlen, char *err, size_t errlen)
+{
+	struct nlmsghdr *nlh;
+	struct ifinfomsg *ifi;
+	char kmsg[160], what[96];
+	int ifindex;
+
+	if (nm_port_find(bridge, mac, port, portlen) < 0) {
+		snprintf(err, errlen, "no port of %s carries %02x:%02x:%02x:%02x:%02x:%02x", bridge,
+		    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+		return -1;
+	}
+	if ((ifindex = nm_ifindex(ctx, port, err, errlen)) < 0)
+		return -1;
+	nlh = nm_nl_new(ctx, RTM_NEWLINK, 0);
+	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = ifindex;
+	ifi->ifi_change = IFF_UP;
+	ifi->ifi_flags = up ? IFF_UP : 0;
+	if (nm_nl_talk(ctx, nlh, kmsg, sizeof(kmsg)) < 0) {
+		snprintf(what, sizeof(what), "set %s %s", port, up ? "up" : "down");
+		return nm_nl_fail(what, kmsg, err, errlen);
+	}
+	return 0;
 }

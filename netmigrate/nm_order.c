@@ -27,6 +27,10 @@ nm_op_name(enum nm_op op)
 		return "announce";
 	case NM_OP_WITHDRAW:
 		return "withdraw";
+	case NM_OP_FENCE:
+		return "fence";
+	case NM_OP_UNFENCE:
+		return "unfence";
 	}
 	return "?";
 }
@@ -117,8 +121,13 @@ nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err, s
 				o->op = NM_OP_ANNOUNCE;
 			else if (strcmp(v, "withdraw") == 0)
 				o->op = NM_OP_WITHDRAW;
+			else if (strcmp(v, "fence") == 0)
+				o->op = NM_OP_FENCE;
+			else if (strcmp(v, "unfence") == 0)
+				o->op = NM_OP_UNFENCE;
 			else {
-				snprintf(err, errlen, "unknown op '%.40s' (prepare, announce, withdraw)", v);
+				snprintf(err, errlen, "unknown op '%.40s' (prepare, announce, withdraw, "
+				    "fence, unfence)", v);
 				return -1;
 			}
 			have_op = 1;

@@ -17,6 +17,16 @@
  * then the controller may have moved the IPs elsewhere; the agent does not
  * restore anything on its own, fleetd re-issues what it wants.
  *
+ * The fence also silences the VMs whose standby the controller may promote
+ * (pf:host:<host>:fence, a set of their MACs, written by fleetd and read
+ * with every renewal, so the agent knows it while Redis is out of reach):
+ * their bridge ports go down, so an isolated host's copy neither answers
+ * ARP nor serves once the standby has the IPs. The agent never brings them
+ * up by itself; fleetd sends "unfence" when the VM is to serve again.
+ *
+ * The deadline is "sent + lease - lease/8": the fence is in place before
+ * Redis drops the key, which is what fleetd waits for before promoting.
+ *
  * A graceful stop (SIGTERM) leaves routes and the lease alone: restarting
  * the agent must not disturb traffic.
  */
@@ -34,12 +44,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Set if absent or ours; 1 = held, 0 = someone else holds it. */
+/* Set if absent or ours: {1, fence set} = held, {0} = someone else holds it. */
 static const char nmd_lease_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v == false or v == ARGV[1] then "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
-    "return 0";
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return {1, redis.call('SMEMBERS', KEYS[2])} end "
+    "return {0}";
 
 /* ------------------------------------------------------------------ */
 /* Configuration */
@@ -204,7 +215,7 @@ nmd_fence(struct nmd *env, const char *why)
 	static struct nm_ip gone[4096];
 	char err[300];
 	int64_t t0 = clock_mono_us();
-	int n = 0;
+	int n = 0, vms = 0;
 
 	env->held = 0;
 	if (env->fenced)
@@ -217,12 +228,22 @@ nmd_fence(struct nmd *env, const char *why)
 		    why);
 		return;
 	}
+	for (int i = 0; i < env->nfence; i++) {
+		char port[IFNAMSIZ];
+
+		if (nm_port_set(env->nm, env->conf.vm_bridge, env->fence_macs[i], 0, port,
+		    sizeof(port), err, sizeof(err)) < 0)
+			log_warnx("fence host=%s vm port: %s", env->conf.host, err);
+		else
+			vms++;
+	}
 	n = nm_route_flush(env->nm, gone, (int)PF_ARRAY_LEN(gone), err, sizeof(err));
 	if (n < 0)
 		log_warnx("fence host=%s withdraw failed: %s", env->conf.host, err);
 	else
-		log_warnx("fence host=%s reason=\"%s\" routes_withdrawn=%d took_us=%lld",
-		    env->conf.host, why, n, (long long)(clock_mono_us() - t0));
+		log_warnx("fence host=%s reason=\"%s\" routes_withdrawn=%d vm_ports_down=%d "
+		    "took_us=%lld", env->conf.host, why, n, vms,
+		    (long long)(clock_mono_us() - t0));
 }
 
 static void
@@ -235,6 +256,23 @@ nmd_fence_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	snprintf(why, sizeof(why), "lease not renewed for %lld ms", env->conf.lease_ms);
 	nmd_fence(env, why);
+}
+
+/* Remember the MACs of the VMs to silence on fencing (the set's members). */
+static void
+nmd_fence_set(struct nmd *env, const redisReply *set)
+{
+	int n = 0;
+
+	if (set->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t i = 0; i < set->elements && n < NMD_FENCE_MAX; i++) {
+		const redisReply *e = set->element[i];
+
+		if (e->type == REDIS_REPLY_STRING && nm_mac_parse(e->str, env->fence_macs[n], NULL, 0) == 0)
+			n++;
+	}
+	env->nfence = n;
 }
 
 static void
@@ -253,14 +291,17 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 		log_warnx("lease renewal refused: %s", reply->str);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+	    reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer != 1) {
 		if (!env->other_holder)
 			log_warnx("lease host=%s is held by another agent; waiting", env->conf.host);
 		env->other_holder = 1;
 		return;
 	}
 	env->other_holder = 0;
-	left = env->renew_sent_ms + env->conf.lease_ms - clock_mono_ms();
+	if (reply->elements > 1)
+		nmd_fence_set(env, reply->element[1]);
+	left = env->renew_sent_ms + env->conf.lease_ms - env->conf.lease_ms / 8 - clock_mono_ms();
 	if (left <= 0)
 		return;	/* the reply came too late to count */
 	tv.tv_sec = left / 1000;
@@ -288,8 +329,8 @@ nmd_lease_renew(struct nmd *env)
 	if (env->renewing || !rlink_is_up(env->wr))
 		return;
 	snprintf(lease, sizeof(lease), "%lld", env->conf.lease_ms);
-	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 1 %s %s %s", nmd_lease_lua,
-	    env->k_lease, env->token, lease) == 0) {
+	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 2 %s %s %s %s", nmd_lease_lua,
+	    env->k_lease, env->k_fence, env->token, lease) == 0) {
 		env->renewing = 1;
 		env->renew_sent_ms = clock_mono_ms();
 	}
@@ -408,6 +449,7 @@ main(int argc, char **argv)
 	snprintf(env.token, sizeof(env.token), "%lld-%d", (long long)clock_wall_ms(),
 	    (int)getpid());
 	snprintf(env.k_lease, sizeof(env.k_lease), "pf:host:%s:lease", env.conf.host);
+	snprintf(env.k_fence, sizeof(env.k_fence), "pf:host:%s:fence", env.conf.host);
 	snprintf(env.k_metrics, sizeof(env.k_metrics), "pf:host:%s:metrics", env.conf.host);
 	snprintf(env.k_orders, sizeof(env.k_orders), "pf:host:%s:orders", env.conf.host);
 	snprintf(env.k_cursor, sizeof(env.k_cursor), "pf:host:%s:cursor", env.conf.host);

@@ -55,6 +55,7 @@ struct nmd_burst {
 };
 
 #define NMD_RECENT 256
+#define NMD_FENCE_MAX 256
 
 struct nmd {
 	struct event_base *base;
@@ -68,7 +69,7 @@ struct nmd {
 	struct rlink *wr;	/* lease, metrics, acks, cursor */
 	struct rlink *rd;	/* XREAD BLOCK on the order stream */
 	char token[64];
-	char k_lease[160], k_metrics[160], k_orders[160], k_cursor[160];
+	char k_lease[160], k_metrics[160], k_orders[160], k_cursor[160], k_fence[160];
 
 	/* lease and fencing */
 	struct event *lease_ev;	/* every lease/3 */
@@ -79,6 +80,8 @@ struct nmd {
 	int other_holder;	/* reported "held by another" once */
 	int64_t renew_sent_ms;
 	int64_t fenced_at_ms;
+	uint8_t fence_macs[NMD_FENCE_MAX][6];	/* VMs to silence on fencing */
+	int nfence;
 
 	/* orders */
 	char cursor[64];

@@ -189,6 +189,7 @@ nmd_exec(struct nmd *env, const struct nm_order *o, char *detail, size_t dlen, c
     size_t errlen)
 {
 	const char *dev;
+	char port[IFNAMSIZ];
 	int n, frames;
 
 	detail[0] = '\0';
@@ -209,6 +210,11 @@ nmd_exec(struct nmd *env, const struct nm_order *o, char *detail, size_t dlen, c
 			n = nm_plan_unpoint(env->nm, o, dev, err, errlen);
 			snprintf(detail, dlen, "routes=%d", n);
 			return n < 0 ? -1 : 0;
+		case NM_OP_FENCE:
+		case NM_OP_UNFENCE:
+			snprintf(err, errlen, "%s is a host order (the edge carries no VM)",
+			    nm_op_name(o->op));
+			return -1;
 		}
 		return -1;
 	}
@@ -237,6 +243,24 @@ nmd_exec(struct nmd *env, const struct nm_order *o, char *detail, size_t dlen, c
 		n = nm_plan_withdraw(env->nm, o, dev, err, errlen);
 		snprintf(detail, dlen, "routes=%d", n);
 		return n < 0 ? -1 : 0;
+	case NM_OP_FENCE:
+	case NM_OP_UNFENCE:
+		/* A planned switchover silences the old primary before the
+		 * standby binds its IPs; unfence gives a fenced VM its port back. */
+		if (!o->has_mac) {
+			snprintf(err, errlen, "%s needs 'mac' (the VM's MAC)", nm_op_name(o->op));
+			return -1;
+		}
+		if (o->op == NM_OP_FENCE) {
+			nmd_burst_cancel(env, o->vm);
+			if (nm_plan_withdraw(env->nm, o, dev, err, errlen) < 0)
+				return -1;
+		}
+		if (nm_port_set(env->nm, env->conf.vm_bridge, o->mac, o->op == NM_OP_UNFENCE, port,
+		    sizeof(port), err, errlen) < 0)
+			return -1;
+		snprintf(detail, dlen, "port=%s", port);
+		return 0;
 	}
 	return -1;
 }

@@ -145,6 +145,8 @@ struct px_env {
 	int draining;
 	long long users_rev;		/* last pf:users:rev loaded, -1: none */
 	int users_loading;
+	long long cfg_rev;		/* pf:users:rev in force (telemetry: replication lag) */
+	int64_t cfg_ms;			/* wall ms it came into force */
 	int service_bound;		/* service IPs bound by us (admin command) */
 };
 
@@ -258,5 +260,7 @@ void px_admin_free(struct px_admin *a);
 /* Add (add = 1) or remove the configured service IPs on service_dev, over
  * netlink. 0, or -1 with a message in err (per-address failures named). */
 int px_svc_apply(const struct px_conf *c, int add, char *err, size_t errlen);
+/* 1 when the first service IP is an address of this machine now. */
+int px_svc_present(const struct px_conf *c);
 
 #endif

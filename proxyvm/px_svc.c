@@ -20,7 +20,10 @@
 #include <net/if.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <time.h>
+#include <unistd.h>
 
 static int
 px_svc_one(struct mnl_socket *nl, unsigned ifindex, const struct px_cidr *ip, int add,
@@ -93,4 +96,38 @@ px_svc_apply(const struct px_conf *c, int add, char *err, size_t errlen)
 	}
 	mnl_socket_close(nl);
 	return rc;
+}
+
+int
+px_svc_present(const struct px_conf *c)
+{
+	const struct px_cidr *ip;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, r;
+
+	if (c->nservice_ips == 0)
+		return 0;
+	/* Binding a socket to an address the kernel does not have fails with
+	 * EADDRNOTAVAIL (no IP_FREEBIND here): the cheapest "is it ours". */
+	ip = &c->service_ips[0];
+	memset(&ss, 0, sizeof(ss));
+	if (ip->family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, ip->addr, 4);
+		len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		memcpy(&sin6->sin6_addr, ip->addr, 16);
+		len = sizeof(*sin6);
+	}
+	if ((fd = socket(ip->family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	r = bind(fd, (struct sockaddr *)&ss, len);
+	close(fd);
+	return r == 0;
 }

@@ -90,8 +90,11 @@ px_users_cb(redisAsyncContext *ac, void *r, void *priv)
 	}
 	if (px_auth_set_redis(env->auth, names, hashes, n) < 0)
 		log_warnx("users load from=redis error=\"out of memory\"");
-	else
+	else {
+		env->cfg_rev = env->users_rev;
+		env->cfg_ms = clock_wall_ms();
 		log_info("users load from=redis users=%zu rev=%lld", n, env->users_rev);
+	}
 out:
 	free(names);
 	free(hashes);
@@ -128,9 +131,9 @@ px_rev_cb(redisAsyncContext *ac, void *r, void *priv)
 void
 px_tel_tick(struct px_env *env)
 {
-	const char *argv[2 + 2 * (PF_ARRAY_LEN(px_metrics) + 2)];
+	const char *argv[2 + 2 * (PF_ARRAY_LEN(px_metrics) + 5)];
 	size_t argvlen[PF_ARRAY_LEN(argv)];
-	char vals[PF_ARRAY_LEN(px_metrics) + 2][24];
+	char vals[PF_ARRAY_LEN(px_metrics) + 5][24];
 	char key[128], alive[128];
 	int argc = 0, k = 0;
 	int64_t now = clock_wall_ms();
@@ -146,6 +149,17 @@ px_tel_tick(struct px_env *env)
 	argv[argc++] = vals[k++];
 	argv[argc++] = "boot_ms";
 	snprintf(vals[k], sizeof(vals[k]), "%lld", (long long)env->boot_ms);
+	argv[argc++] = vals[k++];
+	/* What fleetd needs for standbys: the configuration revision in force
+	 * (replication lag) and whether the service IPs are bound here. */
+	argv[argc++] = "cfg_rev";
+	snprintf(vals[k], sizeof(vals[k]), "%lld", env->cfg_rev);
+	argv[argc++] = vals[k++];
+	argv[argc++] = "cfg_ms";
+	snprintf(vals[k], sizeof(vals[k]), "%lld", (long long)env->cfg_ms);
+	argv[argc++] = vals[k++];
+	argv[argc++] = "bound";
+	snprintf(vals[k], sizeof(vals[k]), "%d", px_svc_present(env->conf));
 	argv[argc++] = vals[k++];
 	for (size_t i = 0; i < PF_ARRAY_LEN(px_metrics); i++) {
 		argv[argc++] = px_metrics[i].name;

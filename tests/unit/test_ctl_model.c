@@ -65,7 +65,8 @@ static struct ctl_conf_host test_hosts[3] = {
 	{ "eu-2", "eu", "qemu+tcp://b/system", "10.77.1.12", "br0", 1LL << 30, 4, 1 << 20 },
 	{ "us-1", "us", "qemu+tcp://c/system", "10.77.2.11", "br0", 256LL << 20, 1, 1 << 20 },
 };
-static struct ctl_conf_region test_regions[2] = { { "eu", "edge" }, { "us", "edge" } };
+static struct ctl_conf_region test_regions[2] = { { .name = "eu", .edge = "edge" },
+    { .name = "us", .edge = "edge" } };
 
 static void
 model_setup(struct ctl_model *m, struct ctl_conf *c)

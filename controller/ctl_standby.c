@@ -1,0 +1,711 @@
+/*
+ * ctl_standby.c: standby replicas.
+ *
+ * DESIGN. A primary with protect='hot' or 'warm' in its metadata gets a
+ * standby on another host: its own domain, made from the primary's
+ * definition (ctl_xml.c) with a new name (<primary>-s<N>), MAC and a
+ * management address from the destination region's mgmt_pool. Hot: the
+ * standby runs, its proxyvmd up with the service IPs unbound; warm: it is
+ * defined and shut off. Both copies say who the other is (peer=), so the
+ * pair survives a fleetd restart: libvirt's metadata is the record.
+ *
+ * Configuration stays in step through Redis: credentials live in pf:users
+ * (rev in pf:users:rev, its write time in pf:users:rev_ms) and every guest
+ * loads them on its 1 Hz tick, standby or not; each reports the revision
+ * in force and when it came into force (cfg_rev, cfg_ms). The replication
+ * lag is the gap between the write and a standby's cfg_ms, or the age of
+ * the write while the standby is behind.
+ *
+ * The replica policy runs on the tick: a protected primary without a live
+ * standby gets one (one creation at a time per primary); a VM replaced by
+ * a failover (some running primary says replaces=<it>) is destroyed and
+ * undefined once its host answers again; each host's pf:host:<h>:fence set
+ * lists the MACs its agent silences if it loses its lease.
+ *
+ * Blocking libvirt work runs as jobs on their own threads (ctl_vjob) and
+ * reports back through ctl_post, like migrations do.
+ */
+#include "controller/fleetd.h"
+#include "controller/ctl_post.h"
+#include "controller/ctl_virt.h"
+#include "controller/ctl_xml.h"
+#include "common/log.h"
+#include "common/rlink.h"
+#include "common/util.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* ----- libvirt jobs ------------------------------------------------------ */
+
+struct ctl_vjob {
+	struct ctl_vjob *next;
+	struct fleetd *env;
+	struct ctl_virt *virt;
+	struct ctl_post *post;
+	enum ctl_vjob_kind kind;
+	int host, host2;
+	char vm[CTL_NAME_MAX], vm2[CTL_NAME_MAX];
+	struct ctl_standby_spec spec;	/* VJ_CREATE */
+	char meta[2048], meta2[2048];	/* VJ_META: vm's element; VJ_CREATE: vm's new one */
+	int start;			/* VJ_CREATE: start it too (hot) */
+	ctl_vjob_done_fn *done;
+	void *arg;
+	int ok;
+	char error[300];
+	int64_t t0, took_ms;
+	pthread_t thread;
+};
+
+static int
+ctl_vjob_meta(virDomainPtr d, const char *meta, char *err, size_t errlen)
+{
+	if (virDomainSetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, meta, "pf", CTL_META_NS,
+	    VIR_DOMAIN_AFFECT_CONFIG | (virDomainIsActive(d) == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0)) < 0) {
+		ctl_virt_errmsg(err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+ctl_vjob_create(struct ctl_vjob *j, virConnectPtr c)
+{
+	virConnectPtr dc = ctl_virt_conn(j->virt, j->host2);
+	virDomainPtr pd = NULL, sd = NULL;
+	char *xml = NULL, *sxml = NULL;
+	int rc = -1;
+
+	if (!dc) {
+		snprintf(j->error, sizeof(j->error), "destination libvirt is down");
+		return -1;
+	}
+	if (!(pd = virDomainLookupByName(c, j->vm)) ||
+	    !(xml = virDomainGetXMLDesc(pd, VIR_DOMAIN_XML_INACTIVE))) {
+		ctl_virt_errmsg(j->error, sizeof(j->error));
+		goto out;
+	}
+	if (!(sxml = ctl_xml_standby(xml, &j->spec, j->error, sizeof(j->error))))
+		goto out;
+	if (!(sd = virDomainDefineXML(dc, sxml)) || (j->start && virDomainCreate(sd) < 0)) {
+		ctl_virt_errmsg(j->error, sizeof(j->error));
+		if (sd)
+			virDomainUndefine(sd);
+		goto out;
+	}
+	/* The primary learns its peer last: a failed creation leaves it as it was. */
+	rc = ctl_vjob_meta(pd, j->meta2, j->error, sizeof(j->error));
+out:
+	free(xml);
+	free(sxml);
+	if (pd)
+		virDomainFree(pd);
+	if (sd)
+		virDomainFree(sd);
+	virConnectClose(dc);
+	return rc;
+}
+
+static void
+ctl_vjob_deliver(void *arg)
+{
+	struct ctl_vjob *j = arg, **pp;
+	struct fleetd *env = j->env;
+
+	pthread_join(j->thread, NULL);
+	for (pp = &env->vjobs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	if (!env->stopping && j->done)
+		j->done(env, j, j->arg, j->ok, j->error, j->took_ms);
+	free(j);
+}
+
+static void *
+ctl_vjob_thread(void *arg)
+{
+	struct ctl_vjob *j = arg;
+	virConnectPtr c = NULL;
+	virDomainPtr d = NULL;
+	int rc = -1;
+
+	if (j->kind == VJ_PROBE) {
+		rc = ctl_virt_probe(j->meta, j->start, j->error, sizeof(j->error));
+		goto out;
+	}
+	if (!(c = ctl_virt_conn(j->virt, j->host))) {
+		snprintf(j->error, sizeof(j->error), "libvirt is down");
+		goto out;
+	}
+	if (j->kind == VJ_CREATE) {
+		rc = ctl_vjob_create(j, c);
+		goto out;
+	}
+	if (!(d = virDomainLookupByName(c, j->vm))) {
+		ctl_virt_errmsg(j->error, sizeof(j->error));
+		/* Removing or stopping what is already gone is done. */
+		rc = j->kind == VJ_REMOVE || j->kind == VJ_DESTROY ? 0 : -1;
+		goto out;
+	}
+	switch (j->kind) {
+	case VJ_META:
+		rc = ctl_vjob_meta(d, j->meta, j->error, sizeof(j->error));
+		break;
+	case VJ_START:
+		rc = virDomainIsActive(d) == 1 || virDomainCreate(d) == 0 ? 0 : -1;
+		break;
+	case VJ_DESTROY:
+	case VJ_REMOVE:
+		rc = virDomainIsActive(d) == 1 && virDomainDestroy(d) < 0 ? -1 : 0;
+		if (rc == 0 && j->kind == VJ_REMOVE && virDomainUndefine(d) < 0)
+			rc = -1;
+		break;
+	case VJ_CREATE:
+	case VJ_PROBE:
+		break;
+	}
+	if (rc < 0)
+		ctl_virt_errmsg(j->error, sizeof(j->error));
+out:
+	if (d)
+		virDomainFree(d);
+	if (c)
+		virConnectClose(c);
+	virResetLastError();
+	j->ok = rc == 0;
+	if (j->ok && j->kind != VJ_PROBE)
+		j->error[0] = '\0';
+	j->took_ms = clock_mono_ms() - j->t0;
+	if (ctl_post(j->post, ctl_vjob_deliver, j) < 0)
+		log_warnx("vjob result lost vm=%s (out of memory)", j->vm);
+	return NULL;
+}
+
+static const char *const ctl_vjob_names[] = {
+	[VJ_CREATE] = "create", [VJ_META] = "metadata", [VJ_START] = "start",
+	[VJ_DESTROY] = "destroy", [VJ_REMOVE] = "remove", [VJ_PROBE] = "probe",
+};
+
+/* Run kind on host's libvirt for vm; done runs on the loop with the result. */
+static struct ctl_vjob *
+ctl_vjob_new(struct fleetd *env, enum ctl_vjob_kind kind, int host, const char *vm,
+    ctl_vjob_done_fn *done, void *arg)
+{
+	struct ctl_vjob *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->env = env;
+	j->virt = env->virt;
+	j->post = env->post;
+	j->kind = kind;
+	j->host = host;
+	str_copy(j->vm, vm, sizeof(j->vm));
+	j->done = done;
+	j->arg = arg;
+	return j;
+}
+
+static int
+ctl_vjob_go(struct fleetd *env, struct ctl_vjob *j)
+{
+	j->t0 = clock_mono_ms();
+	if (pthread_create(&j->thread, NULL, ctl_vjob_thread, j) != 0) {
+		log_warnx("cannot start a libvirt job kind=%s vm=%s", ctl_vjob_names[j->kind], j->vm);
+		free(j);
+		return -1;
+	}
+	j->next = env->vjobs;
+	env->vjobs = j;
+	return 0;
+}
+
+int
+ctl_vjob(struct fleetd *env, enum ctl_vjob_kind kind, int host, const char *vm,
+    const char *meta, ctl_vjob_done_fn *done, void *arg)
+{
+	struct ctl_vjob *j = ctl_vjob_new(env, kind, host, vm, done, arg);
+
+	if (!j || env->stopping) {
+		free(j);
+		return -1;
+	}
+	if (meta)
+		str_copy(j->meta, meta, sizeof(j->meta));
+	return ctl_vjob_go(env, j);
+}
+
+int
+ctl_vjob_probe(struct fleetd *env, int host, int timeout_ms, ctl_vjob_done_fn *done,
+    void *arg)
+{
+	struct ctl_vjob *j = ctl_vjob_new(env, VJ_PROBE, host, "", done, arg);
+
+	if (!j || env->stopping) {
+		free(j);
+		return -1;
+	}
+	str_copy(j->meta, env->model.hosts[host].conf->uri, sizeof(j->meta));
+	j->start = timeout_ms;
+	return ctl_vjob_go(env, j);
+}
+
+void
+ctl_vjob_shutdown(struct fleetd *env)
+{
+	/* Each job ends on its own (libvirt calls have keepalive timeouts);
+	 * its result is posted and freed when the post queue drains. */
+	for (struct ctl_vjob *j = env->vjobs; j; j = j->next)
+		log_info("stop: waiting for libvirt job kind=%s vm=%s", ctl_vjob_names[j->kind], j->vm);
+}
+
+int
+ctl_vjob_busy(struct fleetd *env, const char *vm)
+{
+	for (struct ctl_vjob *j = env->vjobs; j; j = j->next)
+		if (strcmp(j->vm, vm) == 0 || strcmp(j->vm2, vm) == 0)
+			return 1;
+	return 0;
+}
+
+/* ----- metadata writes ---------------------------------------------------- */
+
+static void
+ctl_meta_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const char *error,
+    int64_t took_ms)
+{
+	struct ctl_vm *vm = ctl_vm_find(&env->model, j->vm);
+
+	(void)arg;
+	if (vm)
+		vm->meta_pending = 0;
+	if (!ok)
+		log_warnx("metadata write failed vm=%s: %s", j->vm, error);
+	else
+		log_info("metadata written vm=%s took_ms=%lld", j->vm, (long long)took_ms);
+	ctl_virt_refresh(env->virt, j->host);
+}
+
+int
+ctl_meta_write(struct fleetd *env, struct ctl_vm *vm)
+{
+	char meta[2048];
+
+	if (vm->host < 0 || ctl_vm_meta_format(&vm->meta, meta, sizeof(meta)) < 0)
+		return -1;
+	/* Until libvirt has it, the model's copy wins over listings. */
+	vm->meta_pending = 1;
+	if (ctl_vjob(env, VJ_META, vm->host, vm->name, meta, ctl_meta_done, NULL) < 0) {
+		vm->meta_pending = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* ----- placement ------------------------------------------------------------ */
+
+/* A host a standby may live on: answering, leased, not leaving the fleet. */
+int
+ctl_host_usable(const struct fleetd *env, int h)
+{
+	const struct ctl_host *host = &env->model.hosts[h];
+
+	return host->connected && host->lease_ok && !host->dead && !host->draining &&
+	    !host->maintenance;
+}
+
+static int
+ctl_standby_host(struct fleetd *env, const struct ctl_vm *p)
+{
+	const struct ctl_model *m = &env->model;
+	int best = -1, pass;
+	int64_t best_free = 0;
+
+	/* The standby region when one is asked for; else the primary's region
+	 * first (a same-segment failover is one GARP), then any. */
+	for (pass = 0; pass < 2 && best < 0; pass++) {
+		for (int h = 0; h < m->nhosts; h++) {
+			const struct ctl_host *host = &m->hosts[h];
+			const char *rn = host->region >= 0 ? env->conf->regions[host->region].name : "";
+			int64_t free_b = host->conf->memory - (int64_t)host->mem_used;
+
+			if (h == p->host || !ctl_host_usable(env, h) || free_b < (int64_t)p->mem_bytes)
+				continue;
+			if (p->meta.sb_region[0] && strcmp(rn, p->meta.sb_region) != 0)
+				continue;
+			if (!p->meta.sb_region[0] && pass == 0 && host->region != m->hosts[p->host].region)
+				continue;
+			if (best < 0 || free_b > best_free) {
+				best = h;
+				best_free = free_b;
+			}
+		}
+		if (p->meta.sb_region[0])
+			break;
+	}
+	return best;
+}
+
+/* The lowest free address of the region's pool ("IP/PREFIX"). */
+static int
+ctl_mgmt_alloc(struct fleetd *env, int region, char *out, size_t outlen)
+{
+	const struct ctl_conf_region *r = &env->conf->regions[region];
+
+	for (uint32_t a = r->pool_first; r->pool_first && a <= r->pool_last; a++) {
+		struct in_addr ia = { htonl(a) };
+		char ip[INET_ADDRSTRLEN];
+		size_t iplen;
+		int used = 0;
+
+		inet_ntop(AF_INET, &ia, ip, sizeof(ip));
+		iplen = strlen(ip);
+		for (int i = 0; i < env->model.nvms && !used; i++) {
+			const char *mg = env->model.vms[i]->meta.mgmt;
+
+			used = strncmp(mg, ip, iplen) == 0 && (mg[iplen] == '/' || !mg[iplen]);
+		}
+		for (struct ctl_vjob *j = env->vjobs; j && !used; j = j->next)
+			used = j->kind == VJ_CREATE && strncmp(j->spec.meta.mgmt, ip, iplen) == 0 &&
+			    j->spec.meta.mgmt[iplen] == '/';
+		if (!used) {
+			snprintf(out, outlen, "%s/%d", ip, r->pool_prefix);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* <base>-s<N>, the lowest N no VM has; base is the name without "-sN". */
+static void
+ctl_standby_name(struct fleetd *env, const char *primary, char *out, size_t outlen)
+{
+	char base[CTL_NAME_MAX];
+	const char *s = strrchr(primary, '-');
+	size_t blen = strlen(primary);
+
+	if (s && s[1] == 's' && s[2] && strspn(s + 2, "0123456789") == strlen(s + 2))
+		blen = (size_t)(s - primary);
+	snprintf(base, sizeof(base), "%.*s", (int)blen, primary);
+	for (int n = 1; n < 1000; n++) {
+		snprintf(out, outlen, "%.40s-s%d", base, n);
+		if (!ctl_vm_find(&env->model, out) && !ctl_vjob_busy(env, out))
+			return;
+	}
+}
+
+static void
+ctl_mac_random(char *out, size_t outlen)
+{
+	unsigned char r[3] = { 0 };
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r[0] = (unsigned char)clock_mono_us();
+	snprintf(out, outlen, "52:54:00:%02x:%02x:%02x", r[0], r[1], r[2]);
+}
+
+/* ----- creation --------------------------------------------------------------- */
+
+static void
+ctl_create_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const char *error,
+    int64_t took_ms)
+{
+	struct ctl_vm *p = ctl_vm_find(&env->model, j->vm);
+
+	(void)arg;
+	if (p)
+		p->meta_pending = 0;
+	if (!ok) {
+		ctl_journal(env, "standby", "create-failed vm=%s standby=%s on=%s took_ms=%lld "
+		    "error=\"%s\"", j->vm, j->spec.meta.id, env->model.hosts[j->host2].conf->name,
+		    (long long)took_ms, error);
+		if (p) {
+			p->meta.peer[0] = '\0';
+			p->sb_retry_ms = clock_mono_ms() + 10000;
+		}
+	} else {
+		ctl_journal(env, "standby", "created vm=%s standby=%s on=%s mode=%s mgmt=%s "
+		    "took_ms=%lld", j->vm, j->spec.meta.id, env->model.hosts[j->host2].conf->name,
+		    j->start ? "hot" : "warm", j->spec.meta.mgmt, (long long)took_ms);
+	}
+	ctl_virt_refresh(env->virt, j->host);
+	ctl_virt_refresh(env->virt, j->host2);
+}
+
+static void
+ctl_standby_create(struct fleetd *env, struct ctl_vm *p)
+{
+	struct ctl_vjob *j;
+	struct ctl_vm_meta pm;
+	int h = ctl_standby_host(env, p);
+	const struct ctl_conf_region *r;
+
+	if (h < 0) {
+		if (!p->sb_blocked) {
+			ctl_journal(env, "standby", "blocked vm=%s why=\"no usable host with room%s%s\"",
+			    p->name, p->meta.sb_region[0] ? " in region " : "", p->meta.sb_region);
+			p->sb_blocked = 1;
+		}
+		return;
+	}
+	p->sb_blocked = 0;
+	if (!(j = ctl_vjob_new(env, VJ_CREATE, p->host, p->name, ctl_create_done, NULL)))
+		return;
+	j->host2 = h;
+	r = &env->conf->regions[env->model.hosts[h].region];
+	if (ctl_mgmt_alloc(env, env->model.hosts[h].region, j->spec.meta.mgmt,
+	    sizeof(j->spec.meta.mgmt)) < 0) {
+		ctl_journal(env, "standby", "blocked vm=%s why=\"region %s has no free address in "
+		    "its mgmt_pool\"", p->name, r->name);
+		p->sb_retry_ms = clock_mono_ms() + 10000;
+		free(j);
+		return;
+	}
+	ctl_standby_name(env, p->name, j->spec.meta.id, sizeof(j->spec.meta.id));
+	str_copy(j->vm2, j->spec.meta.id, sizeof(j->vm2));
+	j->spec.meta.role = ROLE_STANDBY;
+	str_copy(j->spec.meta.peer, p->name, sizeof(j->spec.meta.peer));
+	memcpy(j->spec.meta.ips, p->meta.ips, sizeof(p->meta.ips));
+	j->spec.meta.nips = p->meta.nips;
+	j->spec.meta.pin = p->meta.pin;
+	ctl_mac_random(j->spec.mac, sizeof(j->spec.mac));
+	str_copy(j->spec.bridge, env->model.hosts[h].conf->bridge, sizeof(j->spec.bridge));
+	str_copy(j->spec.gateway, r->gateway, sizeof(j->spec.gateway));
+	j->start = p->meta.protect == PROTECT_HOT;
+	pm = p->meta;
+	str_copy(pm.peer, j->spec.meta.id, sizeof(pm.peer));
+	if (ctl_vm_meta_format(&pm, j->meta2, sizeof(j->meta2)) < 0) {
+		free(j);
+		return;
+	}
+	log_info("standby create vm=%s standby=%s on=%s mode=%s", p->name, j->spec.meta.id,
+	    env->model.hosts[h].conf->name, ctl_protect_name(p->meta.protect));
+	p->meta = pm;		/* peer set now: the tick makes no second one */
+	p->meta_pending = 1;
+	ctl_vjob_go(env, j);
+}
+
+/* ----- the replica policy -------------------------------------------------------- */
+
+/* Some running primary took over from vm: vm is a stale copy. */
+static const struct ctl_vm *
+ctl_replacement_of(const struct fleetd *env, const struct ctl_vm *vm)
+{
+	for (int i = 0; i < env->model.nvms; i++) {
+		const struct ctl_vm *o = env->model.vms[i];
+
+		if (o != vm && o->meta.role == ROLE_PRIMARY && strcmp(o->meta.replaces, vm->name) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+static void
+ctl_remove_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const char *error,
+    int64_t took_ms)
+{
+	(void)arg;
+	ctl_journal(env, "standby", "%s vm=%s host=%s took_ms=%lld%s%s%s",
+	    ok ? "removed" : "remove-failed", j->vm, env->model.hosts[j->host].conf->name,
+	    (long long)took_ms, ok ? "" : " error=\"", ok ? "" : error, ok ? "" : "\"");
+	ctl_virt_refresh(env->virt, j->host);
+}
+
+int
+ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why)
+{
+	if (vm->host < 0 || ctl_vjob_busy(env, vm->name))
+		return -1;
+	log_info("remove vm=%s host=%s why=\"%s\"", vm->name, env->model.hosts[vm->host].conf->name,
+	    why);
+	return ctl_vjob(env, VJ_REMOVE, vm->host, vm->name, NULL, ctl_remove_done, NULL);
+}
+
+static void
+ctl_fence_sets(struct fleetd *env)
+{
+	for (int h = 0; h < env->model.nhosts; h++) {
+		struct ctl_host *host = &env->model.hosts[h];
+		char sig[sizeof(host->fence_sig)], key[160];
+		const char *argv[2 + 64];
+		size_t argvlen[PF_ARRAY_LEN(argv)];
+		int argc = 0;
+		size_t off = 0;
+
+		argv[argc++] = "SADD";
+		argv[argc++] = key;
+		sig[0] = '\0';
+		for (int i = 0; i < env->model.nvms && argc < (int)PF_ARRAY_LEN(argv); i++) {
+			const struct ctl_vm *vm = env->model.vms[i];
+
+			if (vm->host != h || vm->meta.role != ROLE_PRIMARY || !vm->meta.protect ||
+			    !vm->meta.peer[0] || !vm->mac[0])
+				continue;
+			argv[argc++] = vm->mac;
+			off += (size_t)snprintf(sig + off, sizeof(sig) - off, "%s,", vm->mac);
+			if (off >= sizeof(sig))
+				break;
+		}
+		if (strcmp(sig, host->fence_sig) == 0 || !rlink_is_up(env->redis))
+			continue;
+		snprintf(key, sizeof(key), "pf:host:%s:fence", host->conf->name);
+		for (int i = 0; i < argc; i++)
+			argvlen[i] = strlen(argv[i]);
+		/* One transaction: the agent never reads a half-written set. */
+		rlink_command(env->redis, NULL, NULL, "MULTI");
+		rlink_command(env->redis, NULL, NULL, "DEL %s", key);
+		if (argc > 2)
+			rlink_command_argv(env->redis, NULL, NULL, argc, argv, argvlen);
+		if (rlink_command(env->redis, NULL, NULL, "EXEC") == 0) {
+			str_copy(host->fence_sig, sig, sizeof(host->fence_sig));
+			log_info("fence set host=%s vms=%d", host->conf->name, argc - 2);
+		}
+	}
+}
+
+static void
+ctl_users_rev_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct fleetd *env = priv;
+	redisReply *reply = r;
+
+	(void)ac;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+		return;
+	env->users_rev = reply->element[0]->type == REDIS_REPLY_STRING ?
+	    strtoll(reply->element[0]->str, NULL, 10) : 0;
+	env->users_rev_ms = reply->element[1]->type == REDIS_REPLY_STRING ?
+	    strtoll(reply->element[1]->str, NULL, 10) : 0;
+}
+
+void
+ctl_standby_tick(struct fleetd *env)
+{
+	struct ctl_model *m = &env->model;
+	int64_t now = clock_mono_ms();
+
+	if (rlink_is_up(env->redis))
+		rlink_command(env->redis, ctl_users_rev_cb, env, "MGET pf:users:rev pf:users:rev_ms");
+	for (int i = 0; i < m->nvms; i++) {
+		struct ctl_vm *vm = m->vms[i], *sb;
+		const struct ctl_vm *rep;
+
+		if (vm->host < 0 || ctl_vjob_busy(env, vm->name) || vm->migration || vm->failover)
+			continue;
+		/* A copy some failover replaced, on a host that answers again. */
+		if ((rep = ctl_replacement_of(env, vm)) && m->hosts[vm->host].connected) {
+			char why[160];
+
+			snprintf(why, sizeof(why), "replaced by %s in a failover", rep->name);
+			ctl_vm_remove_domain(env, vm, why);
+			continue;
+		}
+		if (vm->meta.role != ROLE_PRIMARY || !vm->meta.protect || vm->state != VM_RUNNING ||
+		    vm->meta_pending || now < vm->sb_retry_ms || !ctl_host_usable(env, vm->host))
+			continue;
+		sb = vm->meta.peer[0] ? ctl_vm_find(m, vm->meta.peer) : NULL;
+		if (sb && sb->host >= 0 && !m->hosts[sb->host].dead) {
+			/* Warm to hot: start it. */
+			if (vm->meta.protect == PROTECT_HOT && sb->state == VM_SHUTOFF &&
+			    !ctl_vjob_busy(env, sb->name) && ctl_host_usable(env, sb->host))
+				ctl_vjob(env, VJ_START, sb->host, sb->name, NULL, ctl_meta_done, NULL);
+			continue;
+		}
+		if (vm->meta.peer[0] && !sb && vm->meta_pending)
+			continue;	/* just created, not listed yet */
+		if (sb && sb->host >= 0 && m->hosts[sb->host].dead)
+			ctl_journal(env, "standby", "lost vm=%s standby=%s host=%s (dead)", vm->name,
+			    sb->name, m->hosts[sb->host].conf->name);
+		ctl_standby_create(env, vm);
+	}
+	ctl_fence_sets(env);
+}
+
+/* ----- protect ------------------------------------------------------------------------ */
+
+int
+ctl_protect(struct fleetd *env, const char *name, enum ctl_protect mode, const char *region,
+    char *why, size_t whylen)
+{
+	struct ctl_vm *vm = ctl_vm_find(&env->model, name), *sb;
+
+	if (!vm) {
+		snprintf(why, whylen, "no VM '%s'", name);
+		return -1;
+	}
+	if (vm->meta.role != ROLE_PRIMARY) {
+		snprintf(why, whylen, "%s is a standby; protect its primary %s", name, vm->meta.peer);
+		return -1;
+	}
+	if (region && *region) {
+		int found = 0;
+
+		for (int r = 0; r < env->conf->nregions; r++)
+			found |= strcmp(env->conf->regions[r].name, region) == 0;
+		if (!found) {
+			snprintf(why, whylen, "no region '%s'", region);
+			return -1;
+		}
+	}
+	if (vm->host < 0 || !env->model.hosts[vm->host].connected) {
+		snprintf(why, whylen, "%s's host does not answer (libvirt is down)", name);
+		return -1;
+	}
+	if (ctl_vjob_busy(env, vm->name) || vm->meta_pending) {
+		snprintf(why, whylen, "%s has a libvirt job in progress; try again", name);
+		return -1;
+	}
+	sb = vm->meta.peer[0] ? ctl_vm_find(&env->model, vm->meta.peer) : NULL;
+	vm->meta.protect = mode;
+	str_copy(vm->meta.sb_region, region ? region : "", sizeof(vm->meta.sb_region));
+	if (mode == PROTECT_NONE) {
+		if (sb)
+			ctl_vm_remove_domain(env, sb, "protection turned off");
+		vm->meta.peer[0] = '\0';
+	}
+	if (ctl_meta_write(env, vm) < 0) {
+		snprintf(why, whylen, "cannot write %s's metadata", name);
+		return -1;
+	}
+	ctl_journal(env, "standby", "protect vm=%s mode=%s%s%s", name, ctl_protect_name(mode),
+	    region && *region ? " region=" : "", region ? region : "");
+	return 0;
+}
+
+/* ----- the API's view ---------------------------------------------------------------- */
+
+void
+ctl_standby_json(struct fleetd *env, const struct ctl_vm *vm, struct cJSON *o)
+{
+	int64_t now = clock_wall_ms();
+
+	cJSON_AddStringToObject(o, "role", vm->meta.role == ROLE_STANDBY ? "standby" : "primary");
+	cJSON_AddStringToObject(o, "peer", vm->meta.peer);
+	cJSON_AddStringToObject(o, "protect", ctl_protect_name(vm->meta.protect));
+	if (vm->meta.sb_region[0])
+		cJSON_AddStringToObject(o, "standby_region", vm->meta.sb_region);
+	if (vm->meta.mgmt[0])
+		cJSON_AddStringToObject(o, "mgmt", vm->meta.mgmt);
+	if (vm->meta.replaces[0])
+		cJSON_AddStringToObject(o, "replaces", vm->meta.replaces);
+	cJSON_AddBoolToObject(o, "bound", vm->bound);
+	cJSON_AddNumberToObject(o, "cfg_rev", (double)vm->cfg_rev);
+	/* Replication lag: write to in force; the write's age while behind. */
+	if (env->users_rev > 0 && vm->tel_ms) {
+		int in_step = vm->cfg_rev >= env->users_rev;
+		/* A guest that booted after the write loaded it at start: the
+		 * lag counts from the later of the two. */
+		int64_t from = env->users_rev_ms > vm->tel_boot_ms ? env->users_rev_ms : vm->tel_boot_ms;
+		int64_t lag = in_step ? vm->cfg_ms - from : now - env->users_rev_ms;
+
+		cJSON_AddBoolToObject(o, "cfg_in_step", in_step);
+		cJSON_AddNumberToObject(o, "cfg_lag_ms", (double)(lag < 0 ? 0 : lag));
+	}
+}

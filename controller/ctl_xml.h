@@ -1,0 +1,26 @@
+/*
+ * ctl_xml.h: domain XML rewriting for standby replicas (libxml2).
+ */
+#ifndef CTL_XML_H
+#define CTL_XML_H
+
+#include <stddef.h>
+
+#include "controller/ctl_model.h"
+
+
+struct ctl_standby_spec {
+	struct ctl_vm_meta meta;	/* the standby's: id (= domain name), role, peer, mgmt */
+	char mac[18];			/* its own MAC */
+	char bridge[32];		/* the destination host's VM bridge, "" = keep */
+	char gateway[48];		/* its region's gateway, "" = keep the primary's */
+};
+
+/*
+ * The standby's domain XML from the primary's (virDomainGetXMLDesc with
+ * VIR_DOMAIN_XML_INACTIVE): a malloc'd string, or NULL with the reason.
+ */
+char *ctl_xml_standby(const char *xml, const struct ctl_standby_spec *s, char *err,
+    size_t errlen);
+
+#endif
