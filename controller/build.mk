@@ -15,7 +15,7 @@ $(OBJ)/controller/ctl_xml.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags libxml-2.0
 
 PROGS += $(BIN)/fleetd
 $(BIN)/fleetd: $(call objs,controller/fleetd.c) $(CTL_LIB) $(COMMON_LIB)
-LIBS_fleetd = $(call pc_libs,libvirt libxml-2.0 libevent_openssl libevent_pthreads openssl hiredis libcjson inih) -lpthread -lcrypt
+LIBS_fleetd = $(call pc_libs,libvirt libxml-2.0 libevent_openssl libevent_pthreads openssl hiredis libcjson inih) -lpthread
 
 $(eval $(call unit_test,ctl_model,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))
 $(eval $(call unit_test,ctl_plan,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))

@@ -150,8 +150,7 @@ ctl_api_vms(struct fleetd *env)
 		cJSON_AddStringToObject(o, "name", vm->name);
 		cJSON_AddStringToObject(o, "host", vm->host >= 0 ? m->hosts[vm->host].conf->name : "");
 		cJSON_AddStringToObject(o, "state", ctl_vm_state_name(vm->state));
-		cJSON_AddStringToObject(o, "role", vm->meta.role == ROLE_STANDBY ? "standby" : "primary");
-		cJSON_AddStringToObject(o, "peer", vm->meta.peer);
+		ctl_standby_json(env, vm, o);
 		for (int k = 0; k < vm->meta.nips; k++)
 			cJSON_AddItemToArray(ips, cJSON_CreateString(vm->meta.ips[k]));
 		cJSON_AddItemToObject(o, "ips", ips);
@@ -238,6 +237,15 @@ ctl_api_metrics(struct ctl_api *api, struct evhttp_request *req)
 	    "fleetd_orders_total{what=\"ack_error\"} %llu\n",
 	    rlink_is_up(env->redis), (unsigned long long)st->orders_sent,
 	    (unsigned long long)st->acks_ok, (unsigned long long)st->acks_err);
+	evbuffer_add_printf(b, "# HELP fleetd_failovers_total Standby promotions by kind.\n"
+	    "# TYPE fleetd_failovers_total counter\n"
+	    "fleetd_failovers_total{kind=\"failover\"} %llu\n"
+	    "fleetd_failovers_total{kind=\"switchover\"} %llu\n"
+	    "fleetd_failovers_total{kind=\"failed\"} %llu\n"
+	    "# HELP fleetd_last_failover_seconds Last heartbeat to serving, last failover.\n"
+	    "# TYPE fleetd_last_failover_seconds gauge\nfleetd_last_failover_seconds %.3f\n",
+	    (unsigned long long)st->failovers, (unsigned long long)st->switchovers,
+	    (unsigned long long)st->failovers_failed, (double)st->last_failover_ms / 1000.0);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
@@ -320,6 +328,45 @@ ctl_api_migrate(struct ctl_api *api, struct evhttp_request *req)
 		ctl_api_json(req, 201, out);
 	}
 	cJSON_Delete(body);
+}
+
+/* POST /v1/vms/NAME/protect {"mode": "hot|warm|none", "region": R}, and
+ * POST /v1/vms/NAME/switchover. */
+static void
+ctl_api_vm_action(struct ctl_api *api, struct evhttp_request *req, const char *name,
+    const char *action)
+{
+	cJSON *body = NULL, *o;
+	char why[256];
+	int rc;
+
+	if (strcmp(action, "switchover") == 0) {
+		rc = ctl_switchover(api->env, name, why, sizeof(why));
+	} else {
+		const char *mode, *region;
+		enum ctl_protect p;
+
+		if (!(body = ctl_api_body(req)))
+			return;
+		mode = ctl_api_str(body, "mode");
+		region = ctl_api_str(body, "region");
+		if (!mode || ctl_protect_parse(mode, &p) < 0) {
+			ctl_api_error(req, 400, "field 'mode' must be \"hot\", \"warm\" or \"none\"");
+			cJSON_Delete(body);
+			return;
+		}
+		rc = ctl_protect(api->env, name, p, region, why, sizeof(why));
+	}
+	cJSON_Delete(body);
+	if (rc < 0) {
+		ctl_api_error(req, strncmp(why, "no VM", 5) == 0 ? 404 :
+		    strncmp(why, "no region", 9) == 0 ? 400 : 409, "%s", why);
+		return;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "vm", name);
+	cJSON_AddStringToObject(o, "action", action);
+	ctl_api_json(req, 202, o);
 }
 
 /* "/v1/hosts/eu-1/drain" -> name "eu-1", action "drain". */
@@ -429,6 +476,11 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		} else {
 			ctl_api_error(req, 405, "method not allowed on %s", path);
 		}
+	} else if (strcmp(path, "/v1/failovers") == 0 && is_get) {
+		ctl_api_json(req, 200, ctl_failover_json(env));
+	} else if (ctl_api_split(path, "/v1/vms/", name, sizeof(name), &rest) == 0 && is_post &&
+	    (strcmp(rest, "protect") == 0 || strcmp(rest, "switchover") == 0)) {
+		ctl_api_vm_action(api, req, name, rest);
 	} else if (ctl_api_split(path, "/v1/hosts/", name, sizeof(name), &rest) == 0 && is_post &&
 	    (strcmp(rest, "drain") == 0 || strcmp(rest, "undrain") == 0)) {
 		if (ctl_drain(env, name, strcmp(rest, "drain") == 0, why, sizeof(why)) < 0) {

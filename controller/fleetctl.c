@@ -201,13 +201,14 @@ fc_status(struct fc *c, int hosts, int vms)
 	if (h && v)
 		putchar('\n');
 	if (v) {
-		printf("%-16s %-10s %-9s %-8s %-20s %12s %8s %s\n", "VM", "HOST", "STATE", "ROLE",
-		    "IPS", "TRAFFIC", "REQ/S", "TELEMETRY");
+		printf("%-16s %-10s %-9s %-8s %-16s %-20s %12s %8s %-16s %s\n", "VM", "HOST", "STATE",
+		    "ROLE", "PEER", "IPS", "TRAFFIC", "REQ/S", "TELEMETRY", "CONFIG");
 		cJSON_ArrayForEach(it, v) {
 			cJSON *ips = cJSON_GetObjectItem(it, "ips"), *ip;
-			char ipl[128] = "", age[32];
+			char ipl[128] = "", age[32], cfg[64], role[24];
 			size_t n = 0;
 			double a = fc_n(it, "telemetry_age_ms");
+			cJSON *step = cJSON_GetObjectItem(it, "cfg_in_step");
 
 			cJSON_ArrayForEach(ip, ips) {
 				if (n >= sizeof(ipl))
@@ -220,10 +221,20 @@ fc_status(struct fc *c, int hosts, int vms)
 			else
 				snprintf(age, sizeof(age), "%s %.1fs ago",
 				    cJSON_IsTrue(cJSON_GetObjectItem(it, "stale")) ? "STALE" : "ok", a / 1000);
-			printf("%-16s %-10s %-9s %-8s %-20s %12s %8.1f %s\n", fc_s(it, "name"),
-			    fc_s(it, "host"), fc_s(it, "state"), fc_s(it, "role"), ipl,
+			/* Replication: the credentials revision in force, and its lag. */
+			if (!step)
+				snprintf(cfg, sizeof(cfg), "rev %.0f", fc_n(it, "cfg_rev"));
+			else
+				snprintf(cfg, sizeof(cfg), "rev %.0f %s %.0f ms", fc_n(it, "cfg_rev"),
+				    cJSON_IsTrue(step) ? "lag" : "BEHIND", fc_n(it, "cfg_lag_ms"));
+			snprintf(role, sizeof(role), "%s%s", fc_s(it, "role"),
+			    strcmp(fc_s(it, "protect"), "none") && fc_s(it, "protect")[0] ?
+			    (!strcmp(fc_s(it, "protect"), "hot") ? "+h" : "+w") : "");
+			printf("%-16s %-10s %-9s %-8s %-16s %-20s %12s %8.1f %-16s %s\n",
+			    fc_s(it, "name"), fc_s(it, "host"), fc_s(it, "state"), role,
+			    fc_s(it, "peer")[0] ? fc_s(it, "peer") : "-", ipl,
 			    fc_rate(fc_n(it, "bps_up") + fc_n(it, "bps_down"), r, sizeof(r)),
-			    fc_n(it, "requests_per_s"), age);
+			    fc_n(it, "requests_per_s"), age, cfg);
 		}
 	}
 	cJSON_Delete(h);
@@ -430,6 +441,63 @@ fc_plan(struct fc *c)
 	return 0;
 }
 
+static int
+fc_vm_action(struct fc *c, const char *vm, const char *action, const char *mode,
+    const char *region)
+{
+	char path[160];
+	cJSON *body = cJSON_CreateObject(), *r;
+	char *bs;
+
+	if (!strcmp(action, "protect")) {
+		cJSON_AddStringToObject(body, "mode", mode);
+		if (region)
+			cJSON_AddStringToObject(body, "region", region);
+	}
+	bs = cJSON_PrintUnformatted(body);
+	snprintf(path, sizeof(path), "/v1/vms/%s/%s", vm, action);
+	r = fc_ok(c, "POST", path, bs);
+	if (c->json)
+		fc_print_json(r);
+	else if (!strcmp(action, "protect"))
+		printf("%s: protect %s%s%s\n", vm, mode, region ? ", standby in " : "",
+		    region ? region : "");
+	else
+		printf("%s: switchover started (fleetctl failovers)\n", vm);
+	free(bs);
+	cJSON_Delete(body);
+	cJSON_Delete(r);
+	return 0;
+}
+
+static int
+fc_failovers(struct fc *c)
+{
+	cJSON *f = fc_ok(c, "GET", "/v1/failovers", NULL), *it;
+
+	if (c->json) {
+		fc_print_json(f);
+	} else {
+		printf("%-4s %-10s %-14s %-14s %-8s %-8s %-9s %12s %s\n", "ID", "KIND", "VM",
+		    "STANDBY", "FROM", "TO", "PHASE", "SERVING_MS", "REASON / ERROR");
+		cJSON_ArrayForEach(it, f) {
+			cJSON *hb = cJSON_GetObjectItem(it, "heartbeat_to_serving_ms");
+			cJSON *d = cJSON_GetObjectItem(it, "detect_to_serving_ms");
+			char ms[24] = "-";
+
+			if (cJSON_IsNumber(hb) || cJSON_IsNumber(d))
+				snprintf(ms, sizeof(ms), "%.0f", cJSON_IsNumber(hb) ? hb->valuedouble :
+				    d->valuedouble);
+			printf("%-4.0f %-10s %-14s %-14s %-8s %-8s %-9s %12s %s\n", fc_n(it, "id"),
+			    fc_s(it, "kind"), fc_s(it, "vm"), fc_s(it, "standby"), fc_s(it, "from"),
+			    fc_s(it, "to"), fc_s(it, "phase"), ms,
+			    fc_s(it, "error")[0] ? fc_s(it, "error") : fc_s(it, "reason"));
+		}
+	}
+	cJSON_Delete(f);
+	return 0;
+}
+
 static _Noreturn void
 fc_usage(void)
 {
@@ -442,7 +510,10 @@ fc_usage(void)
 	    "  drain HOST [--wait]        move every VM away, then maintenance\n"
 	    "  undrain HOST\n"
 	    "  events [--follow] [--since SEQ]\n"
-	    "  plan                       what rebalancing would move now, and why\n");
+	    "  plan                       what rebalancing would move now, and why\n"
+	    "  protect VM [--mode hot|warm|none] [--region R]   keep a standby of VM\n"
+	    "  switchover VM              planned failover to VM's standby\n"
+	    "  failovers                  promotions so far, with their timings\n");
 	exit(2);
 }
 
@@ -461,11 +532,14 @@ main(int argc, char **argv)
 		{ "wait", no_argument, NULL, 'w' },
 		{ "follow", no_argument, NULL, 'f' },
 		{ "since", required_argument, NULL, 's' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "region", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fc c = { 0 };
 	const char *to = NULL, *reason = NULL, *cmd, *env_tok = getenv("FLEETCTL_TOKEN");
+	const char *mode = "hot", *region = NULL;
 	int ch, nowait = 0, wait = 0, follow = 0, rc = 2;
 	long long since = 0;
 	FILE *f;
@@ -492,6 +566,8 @@ main(int argc, char **argv)
 		case 'w': wait = 1; break;
 		case 'f': follow = 1; break;
 		case 's': since = atoll(optarg); break;
+		case 'm': mode = optarg; break;
+		case 'R': region = optarg; break;
 		default: fc_usage();
 		}
 	}
@@ -557,6 +633,12 @@ main(int argc, char **argv)
 	} else if (!strcmp(cmd, "plan")) {
 		ARGS(0);
 		rc = fc_plan(&c);
+	} else if (!strcmp(cmd, "protect") || !strcmp(cmd, "switchover")) {
+		ARGS(1);
+		rc = fc_vm_action(&c, argv[optind], cmd, mode, region);
+	} else if (!strcmp(cmd, "failovers")) {
+		ARGS(0);
+		rc = fc_failovers(&c);
 	} else {
 		fc_usage();
 	}

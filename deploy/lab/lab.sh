@@ -20,6 +20,7 @@
 # cleans a half-made lab after a crash.
 #
 # usage: lab.sh up|down|status|env|cpu [SECONDS]
+#        lab.sh kill-host|revive-host|isolate|rejoin HOST   (failure drills)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -319,11 +320,12 @@ NETMIGRATED=${PF_BIN:-$ROOT/build/bin}/netmigrated
 # its network namespace, when the binary is built. `ip netns exec` gives it
 # the namespace's /sys too, which its metrics read.
 agent_up() {
-	local name=$1 ns=$2 role=$3 dir="$STATE_DIR/agents/$1" fence=yes
+	local name=$1 ns=$2 role=$3 dir="$STATE_DIR/agents/$1" fence=yes lease=600ms
 	mkdir -p "$dir"
 	# The edge keeps its routes when cut off from Redis: dropping every /32
-	# would cut every moved IP off (docs/netmigrate.md).
-	[ "$role" = edge ] && fence=no
+	# would cut every moved IP off (docs/netmigrate.md). A host's lease is
+	# short: its expiry is how fleetd learns the host died (failover < 1 s).
+	[ "$role" = edge ] && fence=no lease=3s
 	umask 077
 	cat >"$dir/netmigrated.conf" <<CONF
 [netmigrated]
@@ -331,7 +333,7 @@ host = $name
 role = $role
 redis = $MGMT_ROOT_IP:$REDIS_PORT
 redis_password = $(lab_env_get PF_REDIS_PASS)
-lease = 3s
+lease = $lease
 vm_bridge = br0
 uplink = eth0
 fence = $fence
@@ -382,9 +384,15 @@ max_per_host = 1
 max_downtime = 50ms
 timeout = 40s
 cooldown = 30s
+
+[failover]
+poll = 100ms
+probe_timeout = 200ms
 CONF
+		# Standbys take management addresses .200-.249 of their region.
 		for r in "${REGIONS[@]}"; do
-			printf '\n[region %s]\nedge = edge\n' "$r"
+			printf '\n[region %s]\nedge = edge\ngateway = %s\nmgmt_pool = 10.77.%s.200-10.77.%s.249/24\n' \
+				"$r" "$(region_gw "$r")" "$(region_index "$r")" "$(region_index "$r")"
 		done
 		for h in "${HOSTS[@]}"; do
 			printf '\n[host %s]\nregion = %s\nuri = %s\naddress = %s\nbridge = br0\nmemory = 1G\nvcpus = 4\nnic = 125M\n' \
@@ -662,15 +670,69 @@ lab_lock() {
 	flock -w 120 9 || die "another lab.sh up/down holds the lock"
 }
 
+# ---------------------------------------------------------------- faults
+
+# cmd_kill_host HOST: the host dies: SIGKILL to its agent, its libvirtd and
+# its QEMU processes (everything in its namespace but the holder and
+# virtlogd), at once.
+cmd_kill_host() {
+	local h=$1 ns keep=() pids=() pid
+	ns=$(host_netns "$h")
+	ip netns pids "$ns" >/dev/null 2>&1 || die "no host $h"
+	keep+=("$(state_pid "holder-$h" || true)" "$(state_pid "virtlogd-$h" || true)")
+	for pid in $(ip netns pids "$ns"); do
+		[[ " ${keep[*]} " == *" $pid "* ]] || pids+=("$pid")
+	done
+	[ ${#pids[@]} -gt 0 ] && kill -KILL "${pids[@]}" 2>/dev/null
+	log "killed host $h (${#pids[@]} processes)"
+}
+
+# cmd_revive_host HOST: libvirtd and the agent again, after kill-host. Its
+# persistent domains come back defined and shut off.
+cmd_revive_host() {
+	local h=$1 holder dir
+	holder=$(state_pid "holder-$h") || die "no host $h"
+	dir=$(host_dir "$h")
+	state_pid "libvirtd-$h" >/dev/null ||
+		spawn "libvirtd-$h" "$dir/libvirtd.log" nsenter -t "$holder" -m -n -- libvirtd --listen >/dev/null
+	wait_for 20 host_answers "$h" || die "libvirtd on $h does not answer"
+	state_pid "netmigrated-$h" >/dev/null || agent_up "$h" "$(host_netns "$h")" host
+	wait_for 10 agent_has_lease "$h" || die "the agent on $h holds no lease"
+	log "revived host $h"
+}
+
+# cmd_isolate HOST / cmd_rejoin HOST: cut the host off from the management
+# side (Redis and fleetd, both at $MGMT_ROOT_IP) but not from clients: its
+# VMs' traffic is bridged and never crosses these chains.
+cmd_isolate() {
+	local ns
+	ns=$(host_netns "$1")
+	ip netns exec "$ns" iptables -I INPUT -s "$MGMT_ROOT_IP" -j DROP
+	ip netns exec "$ns" iptables -I OUTPUT -d "$MGMT_ROOT_IP" -j DROP
+	log "isolated host $1 from $MGMT_ROOT_IP"
+}
+
+cmd_rejoin() {
+	local ns
+	ns=$(host_netns "$1")
+	while ip netns exec "$ns" iptables -D INPUT -s "$MGMT_ROOT_IP" -j DROP 2>/dev/null; do :; done
+	while ip netns exec "$ns" iptables -D OUTPUT -d "$MGMT_ROOT_IP" -j DROP 2>/dev/null; do :; done
+	log "host $1 rejoined"
+}
+
 main() {
 	case "${1:-}" in
+	kill-host) cmd_kill_host "${2:?host}" ;;
+	revive-host) cmd_revive_host "${2:?host}" ;;
+	isolate) cmd_isolate "${2:?host}" ;;
+	rejoin) cmd_rejoin "${2:?host}" ;;
 	up) lab_lock; cmd_up ;;
 	down) lab_lock; cmd_down ;;
 	status) cmd_status ;;
 	env) lab_env_write; cat "$LAB_ENV" ;;
 	cpu) cmd_cpu "${2:-10}" ;;
 	_host-mounts) host_mounts "$2" ;;
-	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]" ;;
+	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]|kill-host H|revive-host H|isolate H|rejoin H" ;;
 	esac
 }
 
