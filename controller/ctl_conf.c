@@ -100,6 +100,7 @@ static const struct conf_section ctl_sections[] = {
 	{ "fleetd", 0, NULL },
 	{ "migration", 0, NULL },
 	{ "policy", 0, NULL },
+	{ "failover", 0, NULL },
 	{ "region", 1, ctl_conf_region },
 	{ "host", 1, ctl_conf_host },
 	{ NULL, 0, NULL },

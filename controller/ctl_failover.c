@@ -57,6 +57,7 @@ static const char *const ctl_fo_phases[] = {
 
 struct ctl_fo {
 	struct ctl_fo *next;
+	struct fleetd *env;
 	unsigned id;
 	char vm[CTL_NAME_MAX], sb[CTL_NAME_MAX];
 	int from, to;
@@ -230,15 +231,14 @@ ctl_fo_announce(struct fleetd *env, struct ctl_fo *f)
 static void
 ctl_fo_bind_cb(struct evhttp_request *req, void *arg)
 {
-	struct fleetd *env = ((struct ctl_fo_lease *)arg)->env;
-	unsigned id = (unsigned)((struct ctl_fo_lease *)arg)->host;
-	struct ctl_fo *f = ctl_fo_find(env, id);
+	/* f outlives its request: a record is freed only after its
+	 * connection, which drops a pending request without calling back. */
+	struct ctl_fo *f = arg;
+	struct fleetd *env = f->env;
 	int code = req ? evhttp_request_get_response_code(req) : 0;
 
-	free(arg);
-	if (f)
-		f->bind_inflight = 0;
-	if (!f || f->phase != FO_BIND)
+	f->bind_inflight = 0;
+	if (f->phase != FO_BIND)
 		return;
 	if (code == 200) {
 		f->t_bound = clock_mono_ms();
@@ -259,7 +259,6 @@ static void
 ctl_fo_bind(struct fleetd *env, struct ctl_fo *f)
 {
 	struct ctl_vm *s = ctl_vm_find(&env->model, f->sb);
-	struct ctl_fo_lease *ctx;
 	struct evhttp_request *req;
 	char ip[CTL_IP_MAX];
 
@@ -278,12 +277,8 @@ ctl_fo_bind(struct fleetd *env, struct ctl_fo *f)
 		evhttp_connection_set_timeout(f->cn, 1);
 		evhttp_connection_set_retries(f->cn, 0);
 	}
-	if (!(ctx = calloc(1, sizeof(*ctx))) || !(req = evhttp_request_new(ctl_fo_bind_cb, ctx))) {
-		free(ctx);
+	if (!(req = evhttp_request_new(ctl_fo_bind_cb, f)))
 		return;
-	}
-	ctx->env = env;
-	ctx->host = (int)f->id;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Host", ip);
 	if (evhttp_make_request(f->cn, req, EVHTTP_REQ_POST, "/service/bind") < 0)
 		log_warnx("failover id=%u bind request to %s failed to start", f->id, ip);
@@ -377,6 +372,7 @@ ctl_fo_begin(struct fleetd *env, struct ctl_vm *p, struct ctl_vm *s, int planned
 
 	if (!f)
 		return;
+	f->env = env;
 	f->id = ++env->fo_seq;
 	str_copy(f->vm, p->name, sizeof(f->vm));
 	str_copy(f->sb, s->name, sizeof(f->sb));

@@ -60,6 +60,7 @@ struct ctl_vjob {
 	char error[300];
 	int64_t t0, took_ms;
 	pthread_t thread;
+	int joined;
 };
 
 static int
@@ -117,7 +118,8 @@ ctl_vjob_deliver(void *arg)
 	struct ctl_vjob *j = arg, **pp;
 	struct fleetd *env = j->env;
 
-	pthread_join(j->thread, NULL);
+	if (!j->joined)
+		pthread_join(j->thread, NULL);
 	for (pp = &env->vjobs; *pp; pp = &(*pp)->next)
 		if (*pp == j) {
 			*pp = j->next;
@@ -260,10 +262,14 @@ ctl_vjob_probe(struct fleetd *env, int host, int timeout_ms, ctl_vjob_done_fn *d
 void
 ctl_vjob_shutdown(struct fleetd *env)
 {
-	/* Each job ends on its own (libvirt calls have keepalive timeouts);
-	 * its result is posted and freed when the post queue drains. */
-	for (struct ctl_vjob *j = env->vjobs; j; j = j->next)
+	/* Each job ends on its own (libvirt calls have keepalive timeouts) and
+	 * must, before the post queue it reports to goes; its result is freed
+	 * when that queue drains. */
+	for (struct ctl_vjob *j = env->vjobs; j; j = j->next) {
 		log_info("stop: waiting for libvirt job kind=%s vm=%s", ctl_vjob_names[j->kind], j->vm);
+		pthread_join(j->thread, NULL);
+		j->joined = 1;
+	}
 }
 
 int
@@ -431,9 +437,23 @@ ctl_create_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const
 			p->sb_retry_ms = clock_mono_ms() + 10000;
 		}
 	} else {
+		struct ctl_vm *s;
+
 		ctl_journal(env, "standby", "created vm=%s standby=%s on=%s mode=%s mgmt=%s "
 		    "took_ms=%lld", j->vm, j->spec.meta.id, env->model.hosts[j->host2].conf->name,
 		    j->start ? "hot" : "warm", j->spec.meta.mgmt, (long long)took_ms);
+		/* In the model at once: the next tick must not make a second one
+		 * before the host's listing shows this one. */
+		if ((s = ctl_vm_get(&env->model, j->spec.meta.id))) {
+			s->meta = j->spec.meta;
+			s->host = j->host2;
+			s->state = j->start ? VM_RUNNING : VM_SHUTOFF;
+			str_copy(s->mac, j->spec.mac, sizeof(s->mac));
+			if (p)
+				s->mem_bytes = p->mem_bytes, s->vcpus = p->vcpus;
+			s->seen_ms = clock_mono_us();
+			ctl_model_tally(&env->model);
+		}
 	}
 	ctl_virt_refresh(env->virt, j->host);
 	ctl_virt_refresh(env->virt, j->host2);
@@ -575,14 +595,22 @@ ctl_users_rev_cb(redisAsyncContext *ac, void *r, void *priv)
 {
 	struct fleetd *env = priv;
 	redisReply *reply = r;
+	long long rev;
 
 	(void)ac;
 	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
 		return;
-	env->users_rev = reply->element[0]->type == REDIS_REPLY_STRING ?
+	rev = reply->element[0]->type == REDIS_REPLY_STRING ?
 	    strtoll(reply->element[0]->str, NULL, 10) : 0;
-	env->users_rev_ms = reply->element[1]->type == REDIS_REPLY_STRING ?
-	    strtoll(reply->element[1]->str, NULL, 10) : 0;
+	/* The writer's time when it left one (pf:users:rev_ms); else when we
+	 * first saw the revision, one tick late at most. */
+	if (rev != env->users_rev) {
+		int64_t ms = reply->element[1]->type == REDIS_REPLY_STRING ?
+		    strtoll(reply->element[1]->str, NULL, 10) : 0;
+
+		env->users_rev_ms = ms > env->users_rev_ms ? ms : clock_wall_ms();
+	}
+	env->users_rev = rev;
 }
 
 void
@@ -607,6 +635,15 @@ ctl_standby_tick(struct fleetd *env)
 			ctl_vm_remove_domain(env, vm, why);
 			continue;
 		}
+		/* A standby its primary no longer names (replaced after its host
+		 * died, or protection moved elsewhere). */
+		if (vm->meta.role == ROLE_STANDBY && vm->meta.peer[0] &&
+		    (sb = ctl_vm_find(m, vm->meta.peer)) && !sb->meta_pending &&
+		    strcmp(sb->meta.peer, vm->name) != 0 && m->hosts[vm->host].connected &&
+		    !sb->failover) {
+			ctl_vm_remove_domain(env, vm, "its primary has another standby");
+			continue;
+		}
 		if (vm->meta.role != ROLE_PRIMARY || !vm->meta.protect || vm->state != VM_RUNNING ||
 		    vm->meta_pending || now < vm->sb_retry_ms || !ctl_host_usable(env, vm->host))
 			continue;
@@ -618,8 +655,6 @@ ctl_standby_tick(struct fleetd *env)
 				ctl_vjob(env, VJ_START, sb->host, sb->name, NULL, ctl_meta_done, NULL);
 			continue;
 		}
-		if (vm->meta.peer[0] && !sb && vm->meta_pending)
-			continue;	/* just created, not listed yet */
 		if (sb && sb->host >= 0 && m->hosts[sb->host].dead)
 			ctl_journal(env, "standby", "lost vm=%s standby=%s host=%s (dead)", vm->name,
 			    sb->name, m->hosts[sb->host].conf->name);

@@ -88,7 +88,11 @@ spawn() {
 	local name=$1 logf=$2 pidf
 	shift 2
 	pidf=$(mktemp "$STATE_DIR/.pid.XXXXXX")
-	setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" </dev/null >>"$logf" 2>&1 9<&- &
+	# The daemon inherits no descriptor but 0-2: a lock held by whoever
+	# runs the lab (flock FILE make test) must not live on in Redis.
+	setsid bash -c 'echo $$ >"$0"; for fd in $(ls /proc/$$/fd); do
+		[ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done; exec "$@"' "$pidf" "$@" \
+		</dev/null >>"$logf" 2>&1 9<&- &
 	local i=0
 	while [ ! -s "$pidf" ]; do
 		i=$((i + 1))

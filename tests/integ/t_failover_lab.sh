@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# t_failover_lab.sh: standby replicas and failover on the lab, with real
+# hosts failing while a client probes the proxy every 20 ms.
+#
+#  1. protect: `fleetctl protect` gives a proxy on eu-1 a hot standby on
+#     eu-2 (same region first), made from its definition: running proxyvmd
+#     with the service IP unbound, reachable on its management address;
+#  2. host failure: eu-1 is killed (libvirtd, QEMU, agent): the standby
+#     serves the same IP; client outage under 1 s; journal has
+#     heartbeat-to-serving; the replica count is kept (a new standby, on
+#     us-1 since eu-1 is dead); eu-1 revived: its stale copy is removed;
+#  3. replication: a credential written to Redis reaches primary and
+#     standby; the promoted copy enforces it; the lag is shown;
+#  4. partition: eu-2 (now the primary's host) is cut off from Redis and
+#     fleetd but not from clients: its agent fences the primary's port before
+#     the standby on us-1 is promoted; tshark on the edge sees no frame from
+#     the old primary after the first one from the new (no two announcers);
+#     the IP is routed to us-1 (cross-region re-pointing).
+. "$(dirname "$0")/lib.sh"
+t_need_root
+
+VM="bash $T_ROOT/deploy/lab/vm.sh"
+LAB="bash $T_ROOT/deploy/lab/lab.sh"
+FC="$PF_BIN/fleetctl"
+OUTAGE_LIMIT_MS=1000
+
+in_client() { ip netns exec pf-client "$@"; }
+uri() { echo "qemu+tcp://$1/system"; }
+EU1=$(uri 10.77.1.11) EU2=$(uri 10.77.1.12) US1=$(uri 10.77.2.11)
+defined_on() { timeout 10 virsh -q -c "$1" list --all --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
+serves() { in_client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
+R() { REDISCLI_AUTH=$PF_REDIS_PASS redis-cli -h 10.77.254.1 "$@"; }
+# vmf VM FIELD: a field of VM in fleetctl --json vms.
+vmf() {
+	"$FC" --json vms | python3 -c 'import json,sys
+for v in json.load(sys.stdin):
+    if v["name"] == sys.argv[1]: print(v.get(sys.argv[2], ""))' "$1" "$2"
+}
+fof() {
+	"$FC" --json failovers | python3 -c 'import json,sys
+f = [x for x in json.load(sys.stdin) if x["vm"] == sys.argv[1]]
+print(f[0].get(sys.argv[2], "") if f else "")' "$1" "$2"
+}
+
+t_lab_up
+
+P=px-tfo-1 PIP=10.77.1.170
+S1=$P-s1 S2=$P-s2
+for h in eu-1 eu-2 us-1; do t_defer "$VM destroy $h $P; $VM destroy $h $S1; $VM destroy $h $S2"; done
+t_defer "$LAB rejoin eu-2 >/dev/null; $LAB revive-host eu-1 >/dev/null 2>&1"
+t_defer "R del pf:users >/dev/null; R incr pf:users:rev >/dev/null"
+
+t_check "VM $P starts on eu-1" $VM start eu-1 $P $PIP
+t_wait 90 serves $PIP && t_ok "$P serves" || t_fail "$P serves"
+
+# 1. protect
+t_check "fleetctl protect $P" "$FC" protect $P
+t_wait 30 sh -c "[ \"\$(virsh -q -c $EU2 domstate $S1 2>/dev/null)\" = running ]" &&
+	t_ok "hot standby $S1 runs on eu-2" || t_fail "hot standby $S1 runs on eu-2" "$("$FC" vms; "$FC" events | tail -n 5)"
+MG1=$(vmf $S1 mgmt)
+t_match "$S1 has a management address from eu's pool" '^10\.77\.1\.2[0-4][0-9]/24$' "$MG1"
+t_wait 90 curl -sf --max-time 1 -o /dev/null "http://${MG1%/*}:9180/metrics" &&
+	t_ok "$S1 runs proxyvmd (admin on its management address)" || t_fail "$S1 runs proxyvmd"
+t_wait 15 sh -c "[ \"\$(vmf $S1 bound)\" = False ] && [ \"\$(vmf $S1 role)\" = standby ] && [ \"\$(vmf $P peer)\" = $S1 ]" &&
+	t_ok "fleetd: $S1 is $P's standby, service IP not bound" ||
+	t_fail "fleetd: $S1 is $P's standby, service IP not bound" "$("$FC" vms)"
+t_eq "$P's host fences it on lease loss (its MAC in pf:host:eu-1:fence)" "$(vmf $P mac)" \
+	"$(R smembers pf:host:eu-1:fence)"
+t_match "the standby's definition: own MAC, role, mgmt on the command line" \
+	"pf.vm=$S1 pf.role=standby pf.mgmt=$MG1" "$(virsh -c $EU2 dumpxml $S1 | grep -o 'pf\.vm=.*</cmdline>')"
+
+# 2. host failure under a probing client
+ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-kill.log" $PIP 3128 \
+	"$PF_ORIGIN_URL" >"$T_TMP/probe-kill.out" 2>&1 &
+PROBE=$!
+sleep 2
+$LAB kill-host eu-1 >/dev/null
+t_wait 15 sh -c "[ \"\$(fof $P phase)\" = done ]" && t_ok "fleetd promotes $S1" ||
+	t_fail "fleetd promotes $S1" "$("$FC" failovers; "$FC" events | tail -n 8)"
+sleep 2
+kill -TERM $PROBE
+wait $PROBE
+probe=$(cat "$T_TMP/probe-kill.out")
+outage=$(sed -n 's/.*outage_ms=\([0-9]*\).*/\1/p' <<<"$probe")
+t_diag "host kill, client view (new connection every 20 ms): $probe"
+t_diag "fleetd: heartbeat_to_serving_ms=$(fof $P heartbeat_to_serving_ms) detect_to_serving_ms=$(fof $P detect_to_serving_ms)"
+t_match "client probes succeed again after the kill" 'ok=[1-9]' "ok=$(tail -n 5 "$T_TMP/probe-kill.log" | grep -c ' ok ')"
+t_le "client outage when the host dies (ms, limit $OUTAGE_LIMIT_MS)" "${outage:-99999}" $OUTAGE_LIMIT_MS
+t_match "the journal has heartbeat-to-serving" "served .*vm=$P standby=$S1 from=eu-1 to=eu-2 heartbeat_to_serving_ms=[0-9]+" \
+	"$("$FC" events | grep 'failover' | grep served)"
+t_wait 10 sh -c "[ \"\$(vmf $S1 role)\" = primary ] && [ \"\$(vmf $S1 bound)\" = True ]" &&
+	t_ok "$S1 is the primary now, with its IP bound" || t_fail "$S1 is the primary now" "$("$FC" vms)"
+t_wait 60 sh -c "[ \"\$(virsh -q -c $US1 domstate $S2 2>/dev/null)\" = running ]" &&
+	t_ok "replica count kept: new standby $S2 on us-1" || t_fail "new standby $S2 on us-1" "$("$FC" vms; "$FC" events | tail -n 5)"
+t_check "eu-1 comes back" $LAB revive-host eu-1
+t_wait 30 sh -c "! defined_on $EU1 | tr ',' '\n' | grep -qx $P" &&
+	t_ok "the stale $P is removed from eu-1" || t_fail "the stale $P is removed from eu-1" "$(defined_on $EU1)"
+
+# 3. replication through Redis
+MG2=$(vmf $S2 mgmt)
+t_wait 90 curl -sf --max-time 1 -o /dev/null "http://${MG2%/*}:9180/metrics" &&
+	t_ok "$S2 runs proxyvmd" || t_fail "$S2 runs proxyvmd"
+HASH=$(echo s3cret | "$PF_BIN/proxyvmd" -H 2>/dev/null | tail -n1)
+t_match "proxyvmd -H makes a crypt hash" '^\$6\$' "$HASH"
+R hset pf:users tfo "$HASH" >/dev/null
+R set pf:users:rev_ms "$(date +%s%3N)" >/dev/null
+REV=$(R incr pf:users:rev)
+t_wait 10 sh -c "[ \"\$(vmf $S1 cfg_rev)\" = $REV ] && [ \"\$(vmf $S2 cfg_rev)\" = $REV ]" &&
+	t_ok "credentials revision $REV in force on primary and standby" ||
+	t_fail "credentials revision $REV in force on both" "$("$FC" vms)"
+t_diag "replication lag: primary $(vmf $S1 cfg_lag_ms) ms, standby $(vmf $S2 cfg_lag_ms) ms (1 Hz poll in the guest)"
+t_le "standby's replication lag (ms)" "$(vmf $S2 cfg_lag_ms | cut -d. -f1)" 2000
+code=$(in_client curl -s -o /dev/null -w '%{http_code}' --max-time 2 -x "http://$PIP:3128" "$PF_ORIGIN_URL")
+t_eq "the promoted copy asks for the new credentials" 407 "$code"
+code=$(in_client curl -s -o /dev/null -w '%{http_code}' --max-time 2 -U tfo:s3cret -x "http://$PIP:3128" "$PF_ORIGIN_URL")
+t_eq "and accepts them" 200 "$code"
+R del pf:users >/dev/null
+REV=$(R incr pf:users:rev)
+t_wait 10 sh -c "[ \"\$(vmf $S1 cfg_rev)\" = $REV ] && [ \"\$(vmf $S2 cfg_rev)\" = $REV ]" &&
+	t_ok "the removal reaches both too" || t_fail "the removal reaches both" "$("$FC" vms)"
+t_wait 10 serves $PIP && t_ok "open again without credentials" || t_fail "open again without credentials"
+
+# 4. partition: eu-2 loses the management side, keeps its clients
+M1=$(vmf $S1 mac) M2=$(vmf $S2 mac)
+ip netns exec pf-edge tshark -n -i br-eu -i br-us -a duration:40 -w "$T_TMP/part.pcap" \
+	>"$T_TMP/tshark.log" 2>&1 &
+TSH=$!
+t_wait 15 grep -q "Capturing on" "$T_TMP/tshark.log" || t_fail "tshark starts" "$(cat "$T_TMP/tshark.log")"
+ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-part.log" $PIP 3128 \
+	"$PF_ORIGIN_URL" >"$T_TMP/probe-part.out" 2>&1 &
+PROBE=$!
+sleep 2
+$LAB isolate eu-2 >/dev/null
+t_wait 15 sh -c "[ \"\$(fof $S1 phase)\" = done ]" && t_ok "fleetd promotes $S2 (cross-region)" ||
+	t_fail "fleetd promotes $S2" "$("$FC" failovers; "$FC" events | tail -n 8)"
+sleep 2
+kill -TERM $PROBE
+wait $PROBE
+kill -INT $TSH 2>/dev/null
+wait $TSH
+probe=$(cat "$T_TMP/probe-part.out")
+t_diag "partition, client view: $probe"
+t_diag "fleetd: detect_to_serving_ms=$(fof $S1 detect_to_serving_ms)"
+t_match "the isolated agent fenced the primary's port" "fence host=eu-2 .*vm_ports_down=1" \
+	"$(cat /run/proxyfleet-lab/agents/eu-2/netmigrated.log)"
+t_match "the edge routes $PIP to us-1" "$PIP via 10.77.2.11" "$(ip -n pf-edge route show $PIP)"
+t_wait 10 serves $PIP && t_ok "$PIP serves from us-1" || t_fail "$PIP serves from us-1"
+# Frames that claim the IP, by source MAC: the old primary's last must come
+# before the new one's first.
+tshark -n -r "$T_TMP/part.pcap" -T fields -e frame.time_epoch -e eth.src \
+	-Y "ip.src==$PIP or arp.src.proto_ipv4==$PIP" 2>/dev/null >"$T_TMP/claims.txt"
+last_old=$(awk -v m="$M1" '$2 == m { t = $1 } END { print t + 0 }' "$T_TMP/claims.txt")
+first_new=$(awk -v m="$M2" '$2 == m { print $1; exit }' "$T_TMP/claims.txt")
+t_diag "frames claiming $PIP: $(wc -l <"$T_TMP/claims.txt"); old primary's last $last_old, new primary's first $first_new"
+t_match "the new primary announced (tshark)" '^[0-9]' "$first_new"
+t_ok_if() { if awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; then t_ok "$3"; else t_fail "$3" "$1 >= $2"; fi; }
+t_ok_if "$last_old" "${first_new:-0}" "no window with two announcers: old primary silent before the new one speaks"
+t_check "eu-2 rejoins" $LAB rejoin eu-2
+t_wait 30 sh -c "! defined_on $EU2 | tr ',' '\n' | grep -qx $S1" &&
+	t_ok "the fenced $S1 is removed from eu-2 once it answers" || t_fail "the fenced $S1 is removed" "$(defined_on $EU2)"
+t_no_sanitizer_report "no sanitizer report in fleetd or the agents" /run/proxyfleet-lab/fleetd/fleetd.log \
+	/run/proxyfleet-lab/agents/*/netmigrated.log
+t_done
