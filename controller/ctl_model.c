@@ -140,11 +140,12 @@ ctl_meta_attr(char *buf, size_t len, size_t *off, const char *name, const char *
 }
 
 int
-ctl_vm_meta_format(const struct ctl_vm_meta *m, char *buf, size_t len)
+ctl_vm_meta_format(const struct ctl_vm_meta *m, int ns, char *buf, size_t len)
 {
+	const char *pfx = ns ? "pf:" : "";
 	size_t off = 0;
 
-	off += (size_t)snprintf(buf, len, "<pf:vm xmlns:pf='http://proxyfleet.example.org/xmlns/vm/1'");
+	off += (size_t)snprintf(buf, len, "<%svm%s", pfx, ns ? " xmlns:pf='" CTL_META_NS "'" : "");
 	ctl_meta_attr(buf, len, &off, "id", m->id);
 	ctl_meta_attr(buf, len, &off, "role", m->role == ROLE_STANDBY ? "standby" : "primary");
 	ctl_meta_attr(buf, len, &off, "peer", m->peer);
@@ -156,9 +157,9 @@ ctl_vm_meta_format(const struct ctl_vm_meta *m, char *buf, size_t len)
 	if (off < len)
 		off += (size_t)snprintf(buf + off, len - off, ">");
 	for (int i = 0; i < m->nips && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "<pf:ip>%s</pf:ip>", m->ips[i]);
+		off += (size_t)snprintf(buf + off, len - off, "<%sip>%s</%sip>", pfx, m->ips[i], pfx);
 	if (off < len)
-		off += (size_t)snprintf(buf + off, len - off, "</pf:vm>");
+		off += (size_t)snprintf(buf + off, len - off, "</%svm>", pfx);
 	return off < len ? 0 : -1;
 }
 

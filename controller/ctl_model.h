@@ -61,8 +61,10 @@ struct ctl_vm_meta {
 
 /* Parse the metadata element text; 0, or -1 when it has no id. */
 int ctl_vm_meta_parse(const char *xml, struct ctl_vm_meta *out);
-/* The element for virDomainSetMetadata (key pf, CTL_META_NS); -1 if too long. */
-int ctl_vm_meta_format(const struct ctl_vm_meta *m, char *buf, size_t len);
+/* The metadata element; -1 if too long. ns = 1: <pf:vm xmlns:pf=...> as it
+ * sits in a domain's XML; ns = 0: unprefixed, as virDomainSetMetadata takes
+ * it (libvirt adds the namespace, and refuses an element that declares it). */
+int ctl_vm_meta_format(const struct ctl_vm_meta *m, int ns, char *buf, size_t len);
 const char *ctl_protect_name(enum ctl_protect p);
 /* "hot", "warm", "none": 0, else -1. */
 int ctl_protect_parse(const char *s, enum ctl_protect *p);

@@ -304,7 +304,7 @@ ctl_meta_write(struct fleetd *env, struct ctl_vm *vm)
 {
 	char meta[2048];
 
-	if (vm->host < 0 || ctl_vm_meta_format(&vm->meta, meta, sizeof(meta)) < 0)
+	if (vm->host < 0 || ctl_vm_meta_format(&vm->meta, 0, meta, sizeof(meta)) < 0)
 		return -1;
 	/* Until libvirt has it, the model's copy wins over listings. */
 	vm->meta_pending = 1;
@@ -501,7 +501,7 @@ ctl_standby_create(struct fleetd *env, struct ctl_vm *p)
 	j->start = p->meta.protect == PROTECT_HOT;
 	pm = p->meta;
 	str_copy(pm.peer, j->spec.meta.id, sizeof(pm.peer));
-	if (ctl_vm_meta_format(&pm, j->meta2, sizeof(j->meta2)) < 0) {
+	if (ctl_vm_meta_format(&pm, 0, j->meta2, sizeof(j->meta2)) < 0) {
 		free(j);
 		return;
 	}

@@ -86,7 +86,7 @@ ctl_xml_meta(xmlDocPtr doc, xmlNodePtr dom, const struct ctl_vm_meta *m)
 	char text[2048];
 	xmlDocPtr frag;
 
-	if (ctl_vm_meta_format(m, text, sizeof(text)) < 0)
+	if (ctl_vm_meta_format(m, 1, text, sizeof(text)) < 0)
 		return -1;
 	if (!md)
 		md = xmlNewChild(dom, NULL, (const xmlChar *)"metadata", NULL);

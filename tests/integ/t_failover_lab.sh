@@ -33,9 +33,14 @@ R() { REDISCLI_AUTH=$PF_REDIS_PASS redis-cli -h 10.77.254.1 "$@"; }
 # vmf VM FIELD: a field of VM in fleetctl --json vms.
 vmf() {
 	"$FC" --json vms | python3 -c 'import json,sys
-for v in json.load(sys.stdin):
+for v in json.load(sys.stdin)["vms"]:
     if v["name"] == sys.argv[1]: print(v.get(sys.argv[2], ""))' "$1" "$2"
 }
+# Predicates for t_wait (it runs them in this shell).
+state_is() { [ "$(virsh -q -c "$1" domstate "$2" 2>/dev/null)" = "$3" ]; }
+vm_is() { [ "$(vmf "$1" "$2")" = "$3" ]; }
+fo_is() { [ "$(fof "$1" "$2")" = "$3" ]; }
+not_defined() { ! defined_on "$1" | tr ',' '\n' | grep -qx "$2"; }
 fof() {
 	"$FC" --json failovers | python3 -c 'import json,sys
 f = [x for x in json.load(sys.stdin) if x["vm"] == sys.argv[1]]
@@ -55,13 +60,13 @@ t_wait 90 serves $PIP && t_ok "$P serves" || t_fail "$P serves"
 
 # 1. protect
 t_check "fleetctl protect $P" "$FC" protect $P
-t_wait 30 sh -c "[ \"\$(virsh -q -c $EU2 domstate $S1 2>/dev/null)\" = running ]" &&
+t_wait 30 state_is "$EU2" $S1 running &&
 	t_ok "hot standby $S1 runs on eu-2" || t_fail "hot standby $S1 runs on eu-2" "$("$FC" vms; "$FC" events | tail -n 5)"
 MG1=$(vmf $S1 mgmt)
 t_match "$S1 has a management address from eu's pool" '^10\.77\.1\.2[0-4][0-9]/24$' "$MG1"
 t_wait 90 curl -sf --max-time 1 -o /dev/null "http://${MG1%/*}:9180/metrics" &&
 	t_ok "$S1 runs proxyvmd (admin on its management address)" || t_fail "$S1 runs proxyvmd"
-t_wait 15 sh -c "[ \"\$(vmf $S1 bound)\" = False ] && [ \"\$(vmf $S1 role)\" = standby ] && [ \"\$(vmf $P peer)\" = $S1 ]" &&
+t_wait 15 vm_is $P peer $S1 && vm_is $S1 bound False && vm_is $S1 role standby &&
 	t_ok "fleetd: $S1 is $P's standby, service IP not bound" ||
 	t_fail "fleetd: $S1 is $P's standby, service IP not bound" "$("$FC" vms)"
 t_eq "$P's host fences it on lease loss (its MAC in pf:host:eu-1:fence)" "$(vmf $P mac)" \
@@ -75,7 +80,7 @@ ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-kill.log" $PIP
 PROBE=$!
 sleep 2
 $LAB kill-host eu-1 >/dev/null
-t_wait 15 sh -c "[ \"\$(fof $P phase)\" = done ]" && t_ok "fleetd promotes $S1" ||
+t_wait 15 fo_is $P phase done && t_ok "fleetd promotes $S1" ||
 	t_fail "fleetd promotes $S1" "$("$FC" failovers; "$FC" events | tail -n 8)"
 sleep 2
 kill -TERM $PROBE
@@ -88,12 +93,12 @@ t_match "client probes succeed again after the kill" 'ok=[1-9]' "ok=$(tail -n 5 
 t_le "client outage when the host dies (ms, limit $OUTAGE_LIMIT_MS)" "${outage:-99999}" $OUTAGE_LIMIT_MS
 t_match "the journal has heartbeat-to-serving" "served .*vm=$P standby=$S1 from=eu-1 to=eu-2 heartbeat_to_serving_ms=[0-9]+" \
 	"$("$FC" events | grep 'failover' | grep served)"
-t_wait 10 sh -c "[ \"\$(vmf $S1 role)\" = primary ] && [ \"\$(vmf $S1 bound)\" = True ]" &&
+t_wait 10 vm_is $S1 role primary && t_wait 10 vm_is $S1 bound True &&
 	t_ok "$S1 is the primary now, with its IP bound" || t_fail "$S1 is the primary now" "$("$FC" vms)"
-t_wait 60 sh -c "[ \"\$(virsh -q -c $US1 domstate $S2 2>/dev/null)\" = running ]" &&
+t_wait 60 state_is "$US1" $S2 running &&
 	t_ok "replica count kept: new standby $S2 on us-1" || t_fail "new standby $S2 on us-1" "$("$FC" vms; "$FC" events | tail -n 5)"
 t_check "eu-1 comes back" $LAB revive-host eu-1
-t_wait 30 sh -c "! defined_on $EU1 | tr ',' '\n' | grep -qx $P" &&
+t_wait 30 not_defined "$EU1" $P &&
 	t_ok "the stale $P is removed from eu-1" || t_fail "the stale $P is removed from eu-1" "$(defined_on $EU1)"
 
 # 3. replication through Redis
@@ -105,7 +110,7 @@ t_match "proxyvmd -H makes a crypt hash" '^\$6\$' "$HASH"
 R hset pf:users tfo "$HASH" >/dev/null
 R set pf:users:rev_ms "$(date +%s%3N)" >/dev/null
 REV=$(R incr pf:users:rev)
-t_wait 10 sh -c "[ \"\$(vmf $S1 cfg_rev)\" = $REV ] && [ \"\$(vmf $S2 cfg_rev)\" = $REV ]" &&
+t_wait 10 vm_is $S1 cfg_rev $REV && t_wait 10 vm_is $S2 cfg_rev $REV &&
 	t_ok "credentials revision $REV in force on primary and standby" ||
 	t_fail "credentials revision $REV in force on both" "$("$FC" vms)"
 t_diag "replication lag: primary $(vmf $S1 cfg_lag_ms) ms, standby $(vmf $S2 cfg_lag_ms) ms (1 Hz poll in the guest)"
@@ -116,7 +121,7 @@ code=$(in_client curl -s -o /dev/null -w '%{http_code}' --max-time 2 -U tfo:s3cr
 t_eq "and accepts them" 200 "$code"
 R del pf:users >/dev/null
 REV=$(R incr pf:users:rev)
-t_wait 10 sh -c "[ \"\$(vmf $S1 cfg_rev)\" = $REV ] && [ \"\$(vmf $S2 cfg_rev)\" = $REV ]" &&
+t_wait 10 vm_is $S1 cfg_rev $REV && t_wait 10 vm_is $S2 cfg_rev $REV &&
 	t_ok "the removal reaches both too" || t_fail "the removal reaches both" "$("$FC" vms)"
 t_wait 10 serves $PIP && t_ok "open again without credentials" || t_fail "open again without credentials"
 
@@ -131,7 +136,7 @@ ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-part.log" $PIP
 PROBE=$!
 sleep 2
 $LAB isolate eu-2 >/dev/null
-t_wait 15 sh -c "[ \"\$(fof $S1 phase)\" = done ]" && t_ok "fleetd promotes $S2 (cross-region)" ||
+t_wait 15 fo_is $S1 phase done && t_ok "fleetd promotes $S2 (cross-region)" ||
 	t_fail "fleetd promotes $S2" "$("$FC" failovers; "$FC" events | tail -n 8)"
 sleep 2
 kill -TERM $PROBE
@@ -156,7 +161,7 @@ t_match "the new primary announced (tshark)" '^[0-9]' "$first_new"
 t_ok_if() { if awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; then t_ok "$3"; else t_fail "$3" "$1 >= $2"; fi; }
 t_ok_if "$last_old" "${first_new:-0}" "no window with two announcers: old primary silent before the new one speaks"
 t_check "eu-2 rejoins" $LAB rejoin eu-2
-t_wait 30 sh -c "! defined_on $EU2 | tr ',' '\n' | grep -qx $S1" &&
+t_wait 30 not_defined "$EU2" $S1 &&
 	t_ok "the fenced $S1 is removed from eu-2 once it answers" || t_fail "the fenced $S1 is removed" "$(defined_on $EU2)"
 t_no_sanitizer_report "no sanitizer report in fleetd or the agents" /run/proxyfleet-lab/fleetd/fleetd.log \
 	/run/proxyfleet-lab/agents/*/netmigrated.log

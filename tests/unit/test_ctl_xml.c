@@ -148,7 +148,7 @@ test_meta_format_roundtrip(void **state)
 	strcpy(a.ips[0], "10.0.0.9/24");
 	strcpy(a.ips[1], "fd00::9/64");
 	a.nips = 2;
-	assert_int_equal(ctl_vm_meta_format(&a, buf, sizeof(buf)), 0);
+	assert_int_equal(ctl_vm_meta_format(&a, 1, buf, sizeof(buf)), 0);
 	assert_int_equal(ctl_vm_meta_parse(buf, &b), 0);
 	assert_string_equal(b.id, "px-9");
 	assert_int_equal(b.role, ROLE_PRIMARY);
@@ -159,8 +159,15 @@ test_meta_format_roundtrip(void **state)
 	assert_string_equal(b.replaces, "px-9-s1");
 	assert_int_equal(b.nips, 2);
 	assert_string_equal(b.ips[1], "fd00::9/64");
+	/* Without the namespace, as virDomainSetMetadata takes it. */
+	assert_int_equal(ctl_vm_meta_format(&a, 0, buf, sizeof(buf)), 0);
+	assert_null(strstr(buf, "xmlns"));
+	assert_int_equal(strncmp(buf, "<vm id='px-9'", 13), 0);
+	assert_int_equal(ctl_vm_meta_parse(buf, &b), 0);
+	assert_string_equal(b.replaces, "px-9-s1");
+	assert_int_equal(b.nips, 2);
 	/* Too small a buffer is an error, not a truncated element. */
-	assert_int_equal(ctl_vm_meta_format(&a, buf, 40), -1);
+	assert_int_equal(ctl_vm_meta_format(&a, 1, buf, 40), -1);
 }
 
 int
