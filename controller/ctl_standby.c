@@ -74,6 +74,33 @@ ctl_vjob_meta(virDomainPtr d, const char *meta, char *err, size_t errlen)
 	return 0;
 }
 
+/* The persistent definition boots in the role the metadata says: a promoted
+ * standby that reboots must bind its IPs. The running guest is not touched. */
+static int
+ctl_vjob_role(virConnectPtr c, virDomainPtr d, int standby, char *err, size_t errlen)
+{
+	char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE), *nx;
+	virDomainPtr nd;
+	int rc = 0;
+
+	if (!xml) {
+		ctl_virt_errmsg(err, errlen);
+		return -1;
+	}
+	nx = ctl_xml_role(xml, standby, err, errlen);
+	if (!nx) {
+		rc = err[0] ? -1 : 0;
+	} else if (!(nd = virDomainDefineXML(c, nx))) {
+		ctl_virt_errmsg(err, errlen);
+		rc = -1;
+	} else {
+		virDomainFree(nd);
+	}
+	free(nx);
+	free(xml);
+	return rc;
+}
+
 static int
 ctl_vjob_create(struct ctl_vjob *j, virConnectPtr c)
 {
@@ -159,6 +186,8 @@ ctl_vjob_thread(void *arg)
 	switch (j->kind) {
 	case VJ_META:
 		rc = ctl_vjob_meta(d, j->meta, j->error, sizeof(j->error));
+		if (rc == 0 && j->start)
+			rc = ctl_vjob_role(c, d, j->start == 2, j->error, sizeof(j->error));
 		break;
 	case VJ_START:
 		rc = virDomainIsActive(d) == 1 || virDomainCreate(d) == 0 ? 0 : -1;
@@ -302,13 +331,20 @@ ctl_meta_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const c
 int
 ctl_meta_write(struct fleetd *env, struct ctl_vm *vm)
 {
+	struct ctl_vjob *j;
 	char meta[2048];
 
 	if (vm->host < 0 || ctl_vm_meta_format(&vm->meta, 0, meta, sizeof(meta)) < 0)
 		return -1;
 	/* Until libvirt has it, the model's copy wins over listings. */
 	vm->meta_pending = 1;
-	if (ctl_vjob(env, VJ_META, vm->host, vm->name, meta, ctl_meta_done, NULL) < 0) {
+	if (!(j = ctl_vjob_new(env, VJ_META, vm->host, vm->name, ctl_meta_done, NULL))) {
+		vm->meta_pending = 0;
+		return -1;
+	}
+	str_copy(j->meta, meta, sizeof(j->meta));
+	j->start = vm->meta.role == ROLE_STANDBY ? 2 : 1;	/* and the boot role */
+	if (ctl_vjob_go(env, j) < 0) {
 		vm->meta_pending = 0;
 		return -1;
 	}

@@ -179,3 +179,44 @@ out:
 	xmlFreeDoc(doc);
 	return out;
 }
+
+char *
+ctl_xml_role(const char *xml, int standby, char *err, size_t errlen)
+{
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), NULL, NULL, XML_PARSE_NONET);
+	xmlNodePtr dom, cmd;
+	xmlChar *old = NULL, *dump = NULL;
+	const char *want = standby ? "pf.role=standby" : "pf.role=primary";
+	char line[2048], *out = NULL, *save = NULL, *w;
+	size_t off = 0;
+	int len = 0;
+
+	err[0] = '\0';
+	if (!doc || !(dom = xmlDocGetRootElement(doc)) ||
+	    !(cmd = ctl_xml_child(ctl_xml_child(dom, "os"), "cmdline"))) {
+		snprintf(err, errlen, "the definition has no <os><cmdline>");
+		goto out;
+	}
+	old = xmlNodeGetContent(cmd);
+	if (strstr((const char *)old, want))
+		goto out;	/* already so: nothing to define */
+	line[0] = '\0';
+	for (w = strtok_r((char *)old, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save))
+		if (strncmp(w, "pf.role=", 8) != 0 && off < sizeof(line))
+			off += (size_t)snprintf(line + off, sizeof(line) - off, "%s ", w);
+	if (off < sizeof(line))
+		snprintf(line + off, sizeof(line) - off, "%s", want);
+	xmlNodeSetContent(cmd, (const xmlChar *)line);
+	xmlDocDumpMemory(doc, &dump, &len);
+	if (!dump || !(out = malloc((size_t)len + 1))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	memcpy(out, dump, (size_t)len);
+	out[len] = '\0';
+out:
+	xmlFree(dump);
+	xmlFree(old);
+	xmlFreeDoc(doc);
+	return out;
+}

@@ -23,4 +23,11 @@ struct ctl_standby_spec {
 char *ctl_xml_standby(const char *xml, const struct ctl_standby_spec *s, char *err,
     size_t errlen);
 
+/*
+ * The definition with pf.role= on its kernel command line made to match a
+ * role (a promoted standby must boot as a primary). A malloc'd string; NULL
+ * with err "" when it already matches, NULL with the reason otherwise.
+ */
+char *ctl_xml_role(const char *xml, int standby, char *err, size_t errlen);
+
 #endif

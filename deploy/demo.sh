@@ -4,9 +4,10 @@
 # Brings the fleet up (hosts, agents, Redis, fleetd), boots three proxy VMs,
 # sends customer traffic through them from the client namespace, then lets
 # fleetd move a proxy within a region and across regions while a client
-# keeps connecting every 20 ms, and drains a host. Every figure printed is
-# measured as it happens. The lab stays up afterwards; `make lab-down`
-# removes it.
+# keeps connecting every 20 ms, drains a host, rebalances by traffic, gives
+# two proxies hot standbys, and kills a host: the standbys serve the same
+# IPs while the client keeps probing. Every figure printed is measured as
+# it happens. The lab stays up afterwards; `make lab-down` removes it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${PF_BIN:-$ROOT/build/bin}
@@ -48,6 +49,14 @@ $LAB up
 export FLEETCTL_API FLEETCTL_TOKEN
 
 step "2. Three proxy VMs boot (QEMU guests running proxyvmd)"
+# A demo run before this one left its VMs, standbys and promoted copies:
+# start from a clean fleet so the same names and IPs can be used again.
+for h in eu-1 eu-2 us-1; do
+	for d in $(timeout 10 virsh -q -c "qemu+tcp://$(case $h in us-1) echo 10.77.2.11 ;; eu-2) echo 10.77.1.12 ;;
+		*) echo 10.77.1.11 ;; esac)/system" list --all --name 2>/dev/null | grep '^px-' || true); do
+		$VM destroy "$h" "$d" >/dev/null
+	done
+done
 $VM start eu-1 px-1 10.77.1.101 || true
 $VM start eu-1 px-2 10.77.1.102 || true
 $VM start us-1 px-3 10.77.2.101 || true
@@ -108,8 +117,53 @@ kill $l1 $l2 2>/dev/null || true
 wait $l1 $l2 2>/dev/null || true
 "$FC" status
 
-step "8. What happened, as fleetd journaled it"
-"$FC" events | grep -E 'migration|drain|policy' | tail -n 14
+step "8. Standbys: px-2 and px-4 get hot standbys on other hosts, made from their own definitions"
+vm_host() { "$FC" --json vms | python3 -c 'import json,sys
+print(next((v["host"] for v in json.load(sys.stdin)["vms"] if v["name"] == sys.argv[1]), ""))' "$1"; }
+vm_state() { "$FC" --json vms | python3 -c 'import json,sys
+print(next((v["state"] for v in json.load(sys.stdin)["vms"] if v["name"] == sys.argv[1]), ""))' "$1"; }
+"$FC" protect px-2
+"$FC" protect px-4
+for ((i = 0; i < 120; i++)); do
+	[ "$(vm_state px-2-s1)" = running ] && [ "$(vm_state px-4-s1)" = running ] && break
+	sleep 1
+done
+sleep 20	# the standbys' proxyvmd comes up (TCG boots slowly)
+"$FC" vms
+
+step "9. A host dies (its libvirtd, QEMU processes and agent killed): the standbys serve"
+victim=$(vm_host px-2)
+echo "killing $victim while a client connects through px-2 (10.77.1.102) every 20 ms"
+last=$("$FC" --json events | sed -n 's/.*"seq":\([0-9]*\).*/\1/p' | tail -n 1)
+"$FC" events --follow --since "${last:-0}" &
+follow=$!
+out=$(mktemp /tmp/pf-demo.XXXXXX)
+ip netns exec pf-client "$BIN/pfprobe" -s 120 10.77.1.102 3128 "$PF_ORIGIN_URL" >"$out" &
+probe=$!
+sleep 2
+$LAB kill-host "$victim"
+for ((i = 0; i < 30; i++)); do
+	"$FC" failovers | grep -q ' done ' && break
+	sleep 0.5
+done
+sleep 2
+kill -TERM $probe; wait $probe || true
+sleep 1
+kill $follow 2>/dev/null || true; wait $follow 2>/dev/null || true
+echo
+echo "client view of px-2's IP across the host's death: $(cat "$out")"
+rm -f "$out"
+"$FC" failovers
+echo
+"$FC" status
+
+step "10. $victim comes back: the copies the failover replaced are removed"
+$LAB revive-host "$victim"
+sleep 8
+"$FC" vms
+
+step "11. What happened, as fleetd journaled it"
+"$FC" events | grep -E 'migration|drain|policy|failover|standby|dead' | tail -n 24
 
 cat <<MSG
 
@@ -118,6 +172,10 @@ The lab stays up. Try:
   build/bin/fleetctl status                 # hosts and VMs
   build/bin/fleetctl migrate px-1 --to eu-1 # back home: the edge route goes away
   build/bin/fleetctl plan                   # what the rebalancer would do now, and why
+  build/bin/fleetctl switchover px-2-s1     # planned failover back to its standby
+  build/bin/fleetctl protect px-3 --region eu   # a standby in the other region
+  deploy/lab/lab.sh isolate eu-2            # cut a host off the management side ...
+  deploy/lab/lab.sh rejoin eu-2             # ... and back
   build/bin/fleetctl events --follow
   ip netns exec pf-client curl -x http://10.77.1.102:3128 $PF_ORIGIN_URL
   curl -s -H "Authorization: Bearer \$FLEETCTL_TOKEN" \$FLEETCTL_API/metrics

@@ -51,7 +51,21 @@ t_lab_up
 
 P=px-tfo-1 PIP=10.77.1.170
 S1=$P-s1 S2=$P-s2
-for h in eu-1 eu-2 us-1; do t_defer "$VM destroy $h $P; $VM destroy $h $S1; $VM destroy $h $S2"; done
+# cleanup: every copy of the test's proxy on every host (fleetd may make one
+# more standby while the others go: two rounds).
+cleanup() {
+	local r h u d
+	for r in 1 2; do
+		for h in eu-1:$EU1 eu-2:$EU2 us-1:$US1; do
+			u=${h#*:}
+			for d in $(defined_on "$u" | tr ',' '\n' | grep "^$P" || true); do
+				$VM destroy "${h%%:*}" "$d" >/dev/null 2>&1
+			done
+		done
+		sleep 2
+	done
+}
+t_defer cleanup
 t_defer "$LAB rejoin eu-2 >/dev/null; $LAB revive-host eu-1 >/dev/null 2>&1"
 t_defer "R del pf:users >/dev/null; R incr pf:users:rev >/dev/null"
 

@@ -131,6 +131,33 @@ test_standby_xml_errors(void **state)
 }
 
 static void
+test_role_sync(void **state)
+{
+	struct ctl_standby_spec s;
+	char err[200], *sb, *pr, *again;
+
+	(void)state;
+	spec_fill(&s);
+	sb = ctl_xml_standby(primary_xml, &s, err, sizeof(err));
+	assert_non_null(sb);
+	/* A promoted standby's definition boots as a primary... */
+	pr = ctl_xml_role(sb, 0, err, sizeof(err));
+	assert_non_null(pr);
+	assert_non_null(strstr(pr, "pf.role=primary"));
+	assert_null(strstr(pr, "pf.role=standby"));
+	assert_non_null(strstr(pr, "pf.vm=px-1-s1"));
+	assert_non_null(strstr(pr, "pf.mgmt=10.77.2.200/24"));
+	/* ... and one that already does needs no new definition. */
+	again = ctl_xml_role(pr, 0, err, sizeof(err));
+	assert_null(again);
+	assert_string_equal(err, "");
+	assert_null(ctl_xml_role("<domain/>", 1, err, sizeof(err)));
+	assert_non_null(strstr(err, "cmdline"));
+	free(pr);
+	free(sb);
+}
+
+static void
 test_meta_format_roundtrip(void **state)
 {
 	struct ctl_vm_meta a, b;
@@ -177,6 +204,7 @@ main(void)
 		cmocka_unit_test(test_standby_xml),
 		cmocka_unit_test(test_standby_xml_keeps_gateway),
 		cmocka_unit_test(test_standby_xml_errors),
+		cmocka_unit_test(test_role_sync),
 		cmocka_unit_test(test_meta_format_roundtrip),
 	};
 
