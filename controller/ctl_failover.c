@@ -562,6 +562,9 @@ ctl_failover_start(struct fleetd *env)
 	for (int h = 0; h < env->model.nhosts; h++) {
 		ctl_fo_leases[h].env = env;
 		ctl_fo_leases[h].host = h;
+		/* No fence set written yet: the first tick writes every host's,
+		 * replacing what an earlier fleetd left. */
+		str_copy(env->model.hosts[h].fence_sig, "?", sizeof(env->model.hosts[h].fence_sig));
 	}
 }
 

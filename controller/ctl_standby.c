@@ -550,18 +550,6 @@ ctl_standby_create(struct fleetd *env, struct ctl_vm *p)
 
 /* ----- the replica policy -------------------------------------------------------- */
 
-/* Some running primary took over from vm: vm is a stale copy. */
-static const struct ctl_vm *
-ctl_replacement_of(const struct fleetd *env, const struct ctl_vm *vm)
-{
-	for (int i = 0; i < env->model.nvms; i++) {
-		const struct ctl_vm *o = env->model.vms[i];
-
-		if (o != vm && o->meta.role == ROLE_PRIMARY && strcmp(o->meta.replaces, vm->name) == 0)
-			return o;
-	}
-	return NULL;
-}
 
 static void
 ctl_remove_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const char *error,
@@ -584,46 +572,49 @@ ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why)
 	return ctl_vjob(env, VJ_REMOVE, vm->host, vm->name, NULL, ctl_remove_done, NULL);
 }
 
+/* The MACs a host's agent silences when it fences: its protected primaries
+ * that have a standby. One pass over the VMs; Redis is written only for the
+ * hosts whose list changed. */
 static void
 ctl_fence_sets(struct fleetd *env)
 {
-	for (int h = 0; h < env->model.nhosts; h++) {
-		struct ctl_host *host = &env->model.hosts[h];
-		char sig[sizeof(host->fence_sig)], key[160];
-		const char *argv[2 + 64];
-		size_t argvlen[PF_ARRAY_LEN(argv)];
-		int argc = 0;
-		size_t off = 0;
+	struct ctl_model *m = &env->model;
+	size_t siglen = sizeof(m->hosts[0].fence_sig);
+	char *sigs = calloc((size_t)(m->nhosts ? m->nhosts : 1), siglen);
 
-		argv[argc++] = "SADD";
-		argv[argc++] = key;
-		sig[0] = '\0';
-		for (int i = 0; i < env->model.nvms && argc < (int)PF_ARRAY_LEN(argv); i++) {
-			const struct ctl_vm *vm = env->model.vms[i];
+	if (!sigs)
+		return;
+	for (int i = 0; i < m->nvms; i++) {
+		const struct ctl_vm *vm = m->vms[i];
+		char *sig;
+		size_t used;
 
-			if (vm->host != h || vm->meta.role != ROLE_PRIMARY || !vm->meta.protect ||
-			    !vm->meta.peer[0] || !vm->mac[0])
-				continue;
-			argv[argc++] = vm->mac;
-			off += (size_t)snprintf(sig + off, sizeof(sig) - off, "%s,", vm->mac);
-			if (off >= sizeof(sig))
-				break;
-		}
-		if (strcmp(sig, host->fence_sig) == 0 || !rlink_is_up(env->redis))
+		if (vm->host < 0 || vm->meta.role != ROLE_PRIMARY || !vm->meta.protect ||
+		    !vm->meta.peer[0] || !vm->mac[0])
+			continue;
+		sig = sigs + (size_t)vm->host * siglen;
+		used = strlen(sig);
+		if (used + sizeof(vm->mac) + 1 < siglen)
+			snprintf(sig + used, siglen - used, "%s ", vm->mac);
+	}
+	for (int h = 0; h < m->nhosts && rlink_is_up(env->redis); h++) {
+		struct ctl_host *host = &m->hosts[h];
+		char *sig = sigs + (size_t)h * siglen, key[160];
+
+		if (strcmp(sig, host->fence_sig) == 0)
 			continue;
 		snprintf(key, sizeof(key), "pf:host:%s:fence", host->conf->name);
-		for (int i = 0; i < argc; i++)
-			argvlen[i] = strlen(argv[i]);
 		/* One transaction: the agent never reads a half-written set. */
 		rlink_command(env->redis, NULL, NULL, "MULTI");
 		rlink_command(env->redis, NULL, NULL, "DEL %s", key);
-		if (argc > 2)
-			rlink_command_argv(env->redis, NULL, NULL, argc, argv, argvlen);
+		for (char *mac = sig; *mac; mac += 18)
+			rlink_command(env->redis, NULL, NULL, "SADD %s %.17s", key, mac);
 		if (rlink_command(env->redis, NULL, NULL, "EXEC") == 0) {
-			str_copy(host->fence_sig, sig, sizeof(host->fence_sig));
-			log_info("fence set host=%s vms=%d", host->conf->name, argc - 2);
+			str_copy(host->fence_sig, sig, siglen);
+			log_info("fence set host=%s vms=%zu", host->conf->name, strlen(sig) / 18);
 		}
 	}
+	free(sigs);
 }
 
 static void
@@ -657,20 +648,23 @@ ctl_standby_tick(struct fleetd *env)
 
 	if (rlink_is_up(env->redis))
 		rlink_command(env->redis, ctl_users_rev_cb, env, "MGET pf:users:rev pf:users:rev_ms");
+	/* Copies some failover replaced, on hosts that answer again. */
+	for (int i = 0; i < m->nvms; i++) {
+		struct ctl_vm *rep = m->vms[i], *old;
+		char why[160];
+
+		if (rep->meta.role != ROLE_PRIMARY || !rep->meta.replaces[0] ||
+		    !(old = ctl_vm_find(m, rep->meta.replaces)) || old == rep || old->host < 0 ||
+		    !m->hosts[old->host].connected || old->failover || ctl_vjob_busy(env, old->name))
+			continue;
+		snprintf(why, sizeof(why), "replaced by %s in a failover", rep->name);
+		ctl_vm_remove_domain(env, old, why);
+	}
 	for (int i = 0; i < m->nvms; i++) {
 		struct ctl_vm *vm = m->vms[i], *sb;
-		const struct ctl_vm *rep;
 
 		if (vm->host < 0 || ctl_vjob_busy(env, vm->name) || vm->migration || vm->failover)
 			continue;
-		/* A copy some failover replaced, on a host that answers again. */
-		if ((rep = ctl_replacement_of(env, vm)) && m->hosts[vm->host].connected) {
-			char why[160];
-
-			snprintf(why, sizeof(why), "replaced by %s in a failover", rep->name);
-			ctl_vm_remove_domain(env, vm, why);
-			continue;
-		}
 		/* A standby its primary no longer names (replaced after its host
 		 * died, or protection moved elsewhere). */
 		if (vm->meta.role == ROLE_STANDBY && vm->meta.peer[0] &&
