@@ -40,6 +40,7 @@ for v in json.load(sys.stdin)["vms"]:
 state_is() { [ "$(virsh -q -c "$1" domstate "$2" 2>/dev/null)" = "$3" ]; }
 vm_is() { [ "$(vmf "$1" "$2")" = "$3" ]; }
 fo_is() { [ "$(fof "$1" "$2")" = "$3" ]; }
+peer_set() { [ -n "$(vmf "$1" peer)" ]; }
 not_defined() { ! defined_on "$1" | tr ',' '\n' | grep -qx "$2"; }
 fof() {
 	"$FC" --json failovers | python3 -c 'import json,sys
@@ -177,6 +178,31 @@ t_ok_if "$last_old" "${first_new:-0}" "no window with two announcers: old primar
 t_check "eu-2 rejoins" $LAB rejoin eu-2
 t_wait 30 not_defined "$EU2" $S1 &&
 	t_ok "the fenced $S1 is removed from eu-2 once it answers" || t_fail "the fenced $S1 is removed" "$(defined_on $EU2)"
+# 5. planned switchover: the new primary (S2 on us-1) hands over to the
+# standby fleetd made for it, fenced first, under the probing client.
+t_wait 90 peer_set $S2 || true
+S3=$(vmf $S2 peer)
+t_match "$S2 has a standby again" "^$P-s[0-9]+$" "$S3"
+t_wait 90 vm_is "$S3" state running && MG3=$(vmf "$S3" mgmt) &&
+	t_wait 90 curl -sf --max-time 1 -o /dev/null "http://${MG3%/*}:9180/metrics" &&
+	t_ok "its standby $S3 runs proxyvmd" || t_fail "its standby $S3 runs proxyvmd" "$("$FC" vms)"
+ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-sw.log" $PIP 3128 \
+	"$PF_ORIGIN_URL" >"$T_TMP/probe-sw.out" 2>&1 &
+PROBE=$!
+sleep 2
+t_check "fleetctl switchover $S2" "$FC" switchover $S2
+t_wait 15 fo_is $S2 phase done && t_ok "switchover done" ||
+	t_fail "switchover done" "$("$FC" failovers; "$FC" events | tail -n 8)"
+sleep 2
+kill -TERM $PROBE
+wait $PROBE
+probe=$(cat "$T_TMP/probe-sw.out")
+outage=$(sed -n 's/.*outage_ms=\([0-9]*\).*/\1/p' <<<"$probe")
+t_diag "switchover, client view: $probe; fleetd detect_to_serving_ms=$(fof $S2 detect_to_serving_ms)"
+t_le "client outage in a switchover (ms, limit $OUTAGE_LIMIT_MS)" "${outage:-99999}" $OUTAGE_LIMIT_MS
+t_wait 10 vm_is "$S3" role primary && t_ok "$S3 is the primary" || t_fail "$S3 is the primary" "$("$FC" vms)"
+t_wait 30 vm_is "$S2" state "" && t_ok "the old primary $S2 is removed" ||
+	t_fail "the old primary $S2 is removed" "$("$FC" vms)"
 t_no_sanitizer_report "no sanitizer report in fleetd or the agents" /run/proxyfleet-lab/fleetd/fleetd.log \
 	/run/proxyfleet-lab/agents/*/netmigrated.log
 t_done
