@@ -607,8 +607,13 @@ ctl_fence_sets(struct fleetd *env)
 		/* One transaction: the agent never reads a half-written set. */
 		rlink_command(env->redis, NULL, NULL, "MULTI");
 		rlink_command(env->redis, NULL, NULL, "DEL %s", key);
-		for (char *mac = sig; *mac; mac += 18)
-			rlink_command(env->redis, NULL, NULL, "SADD %s %.17s", key, mac);
+		for (char *mac = sig; *mac; mac += 18) {
+			char one[18];
+
+			/* hiredis formats %s and %b only: no "%.17s". */
+			snprintf(one, sizeof(one), "%.17s", mac);
+			rlink_command(env->redis, NULL, NULL, "SADD %s %s", key, one);
+		}
 		if (rlink_command(env->redis, NULL, NULL, "EXEC") == 0) {
 			str_copy(host->fence_sig, sig, siglen);
 			log_info("fence set host=%s vms=%zu", host->conf->name, strlen(sig) / 18);

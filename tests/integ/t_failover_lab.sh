@@ -84,8 +84,10 @@ t_wait 90 curl -sf --max-time 1 -o /dev/null "http://${MG1%/*}:9180/metrics" &&
 t_wait 15 vm_is $P peer $S1 && vm_is $S1 bound False && vm_is $S1 role standby &&
 	t_ok "fleetd: $S1 is $P's standby, service IP not bound" ||
 	t_fail "fleetd: $S1 is $P's standby, service IP not bound" "$("$FC" vms)"
-t_eq "$P's host fences it on lease loss (its MAC in pf:host:eu-1:fence)" "$(vmf $P mac)" \
-	"$(R smembers pf:host:eu-1:fence)"
+fence_has() { R smembers "pf:host:$1:fence" | grep -qx "$2"; }
+t_wait 5 fence_has eu-1 "$(vmf $P mac)" &&
+	t_ok "$P's host fences it on lease loss (its MAC in pf:host:eu-1:fence)" ||
+	t_fail "$P's MAC in pf:host:eu-1:fence" "$(R smembers pf:host:eu-1:fence)"
 t_match "the standby's definition: own MAC, role, mgmt on the command line" \
 	"pf.vm=$S1 pf.role=standby pf.mgmt=$MG1" "$(virsh -c $EU2 dumpxml $S1 | grep -o 'pf\.vm=.*</cmdline>')"
 
@@ -162,14 +164,14 @@ probe=$(cat "$T_TMP/probe-part.out")
 t_diag "partition, client view: $probe"
 t_diag "fleetd: detect_to_serving_ms=$(fof $S1 detect_to_serving_ms)"
 t_match "the isolated agent fenced the primary's port" "fence host=eu-2 .*vm_ports_down=1" \
-	"$(cat /run/proxyfleet-lab/agents/eu-2/netmigrated.log)"
+	"$(grep 'fence host=eu-2' /run/proxyfleet-lab/agents/eu-2/netmigrated.log)"
 t_match "the edge routes $PIP to us-1" "$PIP via 10.77.2.11" "$(ip -n pf-edge route show $PIP)"
 t_wait 10 serves $PIP && t_ok "$PIP serves from us-1" || t_fail "$PIP serves from us-1"
 # Frames that claim the IP, by source MAC: the old primary's last must come
 # before the new one's first.
 tshark -n -r "$T_TMP/part.pcap" -T fields -e frame.time_epoch -e eth.src \
 	-Y "ip.src==$PIP or arp.src.proto_ipv4==$PIP" 2>/dev/null >"$T_TMP/claims.txt"
-last_old=$(awk -v m="$M1" '$2 == m { t = $1 } END { print t + 0 }' "$T_TMP/claims.txt")
+last_old=$(awk -v m="$M1" '$2 == m { t = $1 } END { printf "%.6f", t }' "$T_TMP/claims.txt")
 first_new=$(awk -v m="$M2" '$2 == m { print $1; exit }' "$T_TMP/claims.txt")
 t_diag "frames claiming $PIP: $(wc -l <"$T_TMP/claims.txt"); old primary's last $last_old, new primary's first $first_new"
 t_match "the new primary announced (tshark)" '^[0-9]' "$first_new"
