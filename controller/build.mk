@@ -2,7 +2,7 @@
 CTL_SRCS := controller/ctl_conf.c controller/ctl_model.c controller/ctl_post.c \
 	controller/ctl_virt.c controller/ctl_journal.c controller/ctl_tel.c \
 	controller/ctl_order.c controller/ctl_mig.c controller/ctl_api.c \
-	controller/ctl_plan.c controller/ctl_policy.c
+	controller/ctl_plan.c controller/ctl_geo.c controller/ctl_policy.c
 CTL_LIB := $(O)/lib/libpfctl.a
 
 $(CTL_LIB): $(call objs,$(CTL_SRCS))
@@ -15,6 +15,7 @@ LIBS_fleetd = $(call pc_libs,libvirt libevent_openssl libevent_pthreads openssl 
 
 $(eval $(call unit_test,ctl_model,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))
 $(eval $(call unit_test,ctl_plan,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))
+$(eval $(call unit_test,ctl_geo,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))
 
 PROGS += $(BIN)/fleetctl
 $(BIN)/fleetctl: $(call objs,controller/fleetctl.c)
