@@ -105,6 +105,8 @@ static const struct conf_key ctl_keys[] = {
 	{ "policy", "high_water", CONF_INT, F(pol_high_pct), 1, 100, NULL },
 	{ "policy", "target", CONF_INT, F(pol_target_pct), 1, 100, NULL },
 	{ "policy", "window", CONF_MS, F(pol_window_ms), 0, 3600000, NULL },
+	{ "policy", "geo", CONF_BOOL, F(pol_geo), 0, 0, NULL },
+	{ "policy", "geo_max_moves", CONF_INT, F(pol_geo_max_moves), 1, 64, NULL },
 	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
 	{ "host", "region", CONF_STR, H(region), 0, CTL_NAME_MAX, NULL },
 	{ "host", "uri", CONF_STR, H(uri), 0, 256, NULL },
@@ -176,6 +178,7 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	c->pol_high_pct = 80;
 	c->pol_target_pct = 70;
 	c->pol_window_ms = 10000;
+	c->pol_geo_max_moves = 1;
 	if (conf_load(path, ctl_sections, ctl_keys, c, err, errlen) < 0 ||
 	    ctl_conf_validate(c, path, err, errlen) < 0) {
 		ctl_conf_free(c);

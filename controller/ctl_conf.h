@@ -5,7 +5,7 @@
  *                       redis_password, tick, log_level, stale_after
  *   [migration]         max_concurrent, max_per_host, bandwidth, max_downtime,
  *                       timeout, auto_converge, compressed, postcopy, cooldown
- *   [policy]            rebalance, high_water, target, window
+ *   [policy]            rebalance, high_water, target, window, geo, geo_max_moves
  *   [region NAME]       edge (the netmigrated instance that routes the region)
  *   [host NAME]         region, uri, address, bridge, memory, vcpus, nic
  *
@@ -62,6 +62,8 @@ struct ctl_conf {
 	long long pol_high_pct;		/* a host above this share of its NIC is hot */
 	long long pol_target_pct;	/* a destination stays at or under this share */
 	long long pol_window_ms;	/* hot for this long, sustained, before a plan runs */
+	int pol_geo;			/* execute geographic plans (the plan is shown either way) */
+	long long pol_geo_max_moves;	/* geo moves started at once; none while one is in flight */
 	/* sections */
 	struct ctl_conf_region *regions;
 	int nregions;
