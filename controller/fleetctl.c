@@ -472,7 +472,7 @@ fc_regions(struct fc *c)
 	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "regions")) {
 		cJSON *t = cJSON_GetObjectItem(it, "target");
 		double in = fc_n(it, "moves_in"), out = fc_n(it, "moves_out");
-		char target[40], plan[16];
+		char target[40], plan[16], line[512];
 		int nh = 0;
 
 		cJSON_ArrayForEach(h, cJSON_GetObjectItem(it, "hosts"))
@@ -488,8 +488,11 @@ fc_regions(struct fc *c)
 			snprintf(plan, sizeof(plan), "%+.0f", in - out);
 		else
 			snprintf(plan, sizeof(plan), "-");
-		printf("%-10s %5d %4.0f %-12s %5.0f %-6s %s\n", fc_s(it, "name"), nh,
-		    fc_n(it, "vms"), target, fc_n(it, "vms_after"), plan, fc_s(it, "blocked"));
+		snprintf(line, sizeof(line), "%-10s %5d %4.0f %-12s %5.0f %-6s %s", fc_s(it, "name"),
+		    nh, fc_n(it, "vms"), target, fc_n(it, "vms_after"), plan, fc_s(it, "blocked"));
+		for (size_t k = strlen(line); k > 0 && line[k - 1] == ' '; k--)
+			line[k - 1] = '\0';
+		puts(line);
 	}
 	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "moves")) {
 		int ready = cJSON_IsTrue(cJSON_GetObjectItem(it, "now"));
