@@ -122,8 +122,12 @@ fc_ok(struct fc *c, const char *method, const char *path, const char *body)
 
 	if (code < 200 || code > 299) {
 		cJSON *e = cJSON_GetObjectItem(j, "error");
+		char msg[512];
 
-		fc_die("%s (HTTP %ld)", cJSON_IsString(e) ? e->valuestring : "request failed", code);
+		/* Freed before exit: LeakSanitizer checks the failure paths too. */
+		snprintf(msg, sizeof(msg), "%s", cJSON_IsString(e) ? e->valuestring : "request failed");
+		cJSON_Delete(j);
+		fc_die("%s (HTTP %ld)", msg, code);
 	}
 	return j;
 }
