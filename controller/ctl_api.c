@@ -369,6 +369,48 @@ ctl_api_vm_action(struct ctl_api *api, struct evhttp_request *req, const char *n
 	ctl_api_json(req, 202, o);
 }
 
+/* PUT /v1/regions/NAME/target {"target": "3" | "40%" | null} */
+static void
+ctl_api_region_target(struct ctl_api *api, struct evhttp_request *req, const char *region)
+{
+	cJSON *body = ctl_api_body(req), *v, *out;
+	char num[32], was[16], why[256];
+	const char *val = NULL;
+	int code;
+
+	if (!body)
+		return;
+	v = cJSON_GetObjectItemCaseSensitive(body, "target");
+	if (cJSON_IsString(v)) {
+		val = v->valuestring;
+	} else if (cJSON_IsNumber(v)) {
+		snprintf(num, sizeof(num), "%.15g", v->valuedouble);	/* judged as text */
+		val = num;
+	} else if (!cJSON_IsNull(v)) {
+		ctl_api_error(req, 400, "field 'target' is required: a count (\"3\"), a share of the "
+		    "fleet (\"40%%\"), or null to clear");
+		cJSON_Delete(body);
+		return;
+	}
+	code = ctl_region_target(api->env, region, val, was, sizeof(was), why, sizeof(why));
+	if (code) {
+		ctl_api_error(req, code, "%s", why);
+	} else {
+		out = cJSON_CreateObject();
+		cJSON_AddStringToObject(out, "region", region);
+		if (val)
+			cJSON_AddStringToObject(out, "target", val);
+		else
+			cJSON_AddNullToObject(out, "target");
+		if (was[0])
+			cJSON_AddStringToObject(out, "was", was);
+		else
+			cJSON_AddNullToObject(out, "was");
+		ctl_api_json(req, 200, out);
+	}
+	cJSON_Delete(body);
+}
+
 /* "/v1/hosts/eu-1/drain" -> name "eu-1", action "drain". */
 static int
 ctl_api_split(const char *path, const char *prefix, char *name, size_t namelen, const char **rest)
@@ -438,6 +480,19 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		} else {
 			ctl_api_json(req, 200, plan);
 		}
+	} else if (strcmp(path, "/v1/regions") == 0 && is_get) {
+		cJSON *r = ctl_region_json(env);
+
+		if (r)
+			ctl_api_json(req, 200, r);
+		else
+			ctl_api_error(req, 500, "out of memory");
+	} else if (ctl_api_split(path, "/v1/regions/", name, sizeof(name), &rest) == 0 &&
+	    strcmp(rest, "target") == 0) {
+		if (method == EVHTTP_REQ_PUT)
+			ctl_api_region_target(api, req, name);
+		else
+			ctl_api_error(req, 405, "method not allowed on %s (PUT only)", path);
 	} else if (strcmp(path, "/v1/events") == 0 && is_get) {
 		struct evkeyvalq q;
 		const char *since, *limit;
@@ -494,7 +549,8 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		}
 	} else {
 		ctl_api_error(req, 404, "no such endpoint: %s %s",
-		    is_get ? "GET" : is_post ? "POST" : "method", path);
+		    is_get ? "GET" : is_post ? "POST" : method == EVHTTP_REQ_PUT ? "PUT" : "method",
+		    path);
 		return;
 	}
 	if (!is_get)
@@ -530,7 +586,8 @@ ctl_api_start(struct fleetd *env, char *err, size_t errlen)
 	}
 	evhttp_set_max_body_size(api->http, CTL_API_MAX_BODY);
 	evhttp_set_timeout(api->http, CTL_API_TIMEOUT_S);
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_PUT);
 	evhttp_set_gencb(api->http, ctl_api_route, api);
 	if (env->conf->tls_cert[0]) {
 		api->ssl = SSL_CTX_new(TLS_server_method());

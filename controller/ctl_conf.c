@@ -133,6 +133,8 @@ static const struct conf_key ctl_keys[] = {
 	{ "failover", "enable", CONF_BOOL, F(fo_enable), 0, 0, NULL },
 	{ "failover", "poll", CONF_MS, F(fo_poll_ms), 20, 5000, NULL },
 	{ "failover", "probe_timeout", CONF_MS, F(fo_probe_ms), 20, 10000, NULL },
+	{ "policy", "geo", CONF_BOOL, F(pol_geo), 0, 0, NULL },
+	{ "policy", "geo_max_moves", CONF_INT, F(pol_geo_max_moves), 1, 64, NULL },
 	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
 	{ "region", "gateway", CONF_STR, R(gateway), 0, 48, NULL },
 	{ "region", "mgmt_pool", CONF_FUNC, R(pool_first), 0, 0, ctl_conf_pool },
@@ -209,6 +211,7 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	c->pol_high_pct = 80;
 	c->pol_target_pct = 70;
 	c->pol_window_ms = 10000;
+	c->pol_geo_max_moves = 1;
 	if (conf_load(path, ctl_sections, ctl_keys, c, err, errlen) < 0 ||
 	    ctl_conf_validate(c, path, err, errlen) < 0) {
 		ctl_conf_free(c);

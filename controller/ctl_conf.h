@@ -5,7 +5,7 @@
  *                       redis_password, tick, log_level, stale_after
  *   [migration]         max_concurrent, max_per_host, bandwidth, max_downtime,
  *                       timeout, auto_converge, compressed, postcopy, cooldown
- *   [policy]            rebalance, high_water, target, window
+ *   [policy]            rebalance, high_water, target, window, geo, geo_max_moves
  *   [failover]          enable, poll, probe_timeout
  *   [region NAME]       edge (the netmigrated instance that routes the region),
  *                       gateway, mgmt_pool (standbys' management addresses)
@@ -72,6 +72,8 @@ struct ctl_conf {
 	int fo_enable;			/* promote standbys of dead hosts' VMs */
 	long long fo_poll_ms;		/* host lease poll */
 	long long fo_probe_ms;		/* libvirt port probe timeout */
+	int pol_geo;			/* execute geographic plans (the plan is shown either way) */
+	long long pol_geo_max_moves;	/* geo moves started at once; none while one is in flight */
 	/* sections */
 	struct ctl_conf_region *regions;
 	int nregions;

@@ -999,6 +999,17 @@ ctl_mig_free_all(struct fleetd *env)
 	}
 }
 
+int
+ctl_mig_count(struct fleetd *env, const char *prefix)
+{
+	size_t len = strlen(prefix);
+	int n = 0;
+
+	for (struct ctl_mig *m = env->migs; m; m = m->next)
+		n += ctl_mig_live(m) && strncmp(m->reason, prefix, len) == 0;
+	return n;
+}
+
 cJSON *
 ctl_mig_json(struct fleetd *env, unsigned id)
 {

@@ -23,6 +23,7 @@
  * milliseconds (tests/bench/plan.c).
  */
 #include "controller/ctl_plan.h"
+#include "controller/ctl_plan_view.h"
 #include "common/util.h"
 
 #include <limits.h>
@@ -39,17 +40,12 @@ struct ctl_plan_cand {
 };
 
 struct ctl_plan_ctx {
-	const struct ctl_model *m;
 	const struct ctl_plan_params *p;
-	struct ctl_model s;	/* scratch view: own hosts and VM pointer arrays */
-	struct ctl_limits lim;	/* p->lim without the concurrency limits */
-	unsigned char *stale_host;	/* runs a VM with stale telemetry: load unknown */
-	struct ctl_vm **copies;	/* VMs placed by the plan, freed at the end */
-	int ncopies;
+	struct ctl_plan_view v;
 	struct ctl_plan *out;
 };
 
-static double
+double
 ctl_plan_vm_bps(const struct ctl_vm *vm)
 {
 	if (vm->stale || vm->state != VM_RUNNING)
@@ -57,8 +53,7 @@ ctl_plan_vm_bps(const struct ctl_vm *vm)
 	return vm->up.per_s + vm->down.per_s;
 }
 
-/* Where a VM's traffic will be: on its destination while it migrates. */
-static int
+int
 ctl_plan_where(const struct ctl_model *m, const struct ctl_vm *vm)
 {
 	if (vm->migration && vm->mig_dst >= 0 && vm->mig_dst < m->nhosts)
@@ -66,7 +61,7 @@ ctl_plan_where(const struct ctl_model *m, const struct ctl_vm *vm)
 	return vm->host;
 }
 
-static double
+double
 ctl_plan_nic(const struct ctl_host *h)
 {
 	return h->conf->nic > 0 ? (double)h->conf->nic : 1;
@@ -86,36 +81,75 @@ ctl_plan_cand_cmp(const void *a, const void *b)
 }
 
 /*
- * Best destination for vm (scratch view) leaving its host, or -1. Same
- * region first, then best fit: the highest load after the move that stays
- * under the target (large rooms stay free for large VMs: on a skewed fleet
- * this reaches the bound where the lowest load after the move took 26%
- * more moves; tests/bench/plan.c); ties: lowest index.
+ * Best fit (see ctl_plan_view.h): the highest load after the move that
+ * stays under the target keeps large rooms free for large VMs; on a skewed
+ * fleet this reaches the bound where the lowest load after the move took
+ * 26% more moves (tests/bench/plan.c).
  */
-static int
-ctl_plan_dest(struct ctl_plan_ctx *c, const struct ctl_vm *vm, double bps)
+int
+ctl_plan_dest(struct ctl_plan_view *v, const struct ctl_vm *vm, double bps, int region)
 {
-	const struct ctl_model *s = &c->s;
+	const struct ctl_model *s = &v->s;
 	int src = vm->host, best = -1, best_same = 0;
 	double best_after = 0;
 	char why[256];
 
 	for (int d = 0; d < s->nhosts; d++) {
 		const struct ctl_host *h = &s->hosts[d];
-		double after = (c->out->hosts[d].bps_after + bps) / ctl_plan_nic(h);
-		int same = h->region == s->hosts[src].region;
+		double after = (v->out->hosts[d].bps_after + bps) / ctl_plan_nic(h);
+		int same = region >= 0 || h->region == s->hosts[src].region;
 
-		if (d == src || c->stale_host[d] || after > c->p->target)
+		if (d == src || v->stale_host[d] || after > v->target ||
+		    (region >= 0 && h->region != region))
 			continue;
 		if (best >= 0 && (best_same > same || (best_same == same && after <= best_after)))
 			continue;
-		if (ctl_precheck(s, vm, d, &c->lim, why, sizeof(why)) < 0)
+		if (ctl_precheck(s, vm, d, &v->lim, why, sizeof(why)) < 0)
 			continue;
 		best = d;
 		best_same = same;
 		best_after = after;
 	}
 	return best;
+}
+
+/* The first refusal, else the load: what an operator can act on. */
+void
+ctl_plan_dest_why(struct ctl_plan_view *v, const struct ctl_vm *vm, double bps, int region,
+    char *why, size_t whylen)
+{
+	const struct ctl_model *s = &v->s;
+	char first[200] = "", stale[CTL_NAME_MAX] = "", w[200];
+	int any = 0, hosts = 0;
+
+	for (int d = 0; d < s->nhosts; d++) {
+		const struct ctl_host *h = &s->hosts[d];
+
+		if (d == vm->host || (region >= 0 && h->region != region))
+			continue;
+		hosts++;
+		if (ctl_precheck(s, vm, d, &v->lim, w, sizeof(w)) < 0) {
+			if (!first[0])
+				str_copy(first, w, sizeof(first));
+		} else if (v->stale_host[d]) {
+			if (!stale[0])
+				str_copy(stale, h->conf->name, sizeof(stale));
+		} else if ((v->out->hosts[d].bps_after + bps) / ctl_plan_nic(h) > v->target) {
+			any = 1;
+		}
+	}
+	if (hosts == 0)
+		snprintf(why, whylen, "%s: no other host%s%s", vm->name, region >= 0 ? " in region " :
+		    "", region >= 0 ? v->m->conf->regions[region].name : "");
+	else if (any)
+		snprintf(why, whylen, "%s: no host%s%s would stay under %.0f%% with it", vm->name,
+		    region >= 0 ? " in " : "", region >= 0 ? v->m->conf->regions[region].name : "",
+		    100 * v->target);
+	else if (stale[0])
+		snprintf(why, whylen, "%s: %s has stale telemetry (its load is unknown)", vm->name,
+		    stale);
+	else
+		snprintf(why, whylen, "%s: %s", vm->name, first[0] ? first : "no host takes it");
 }
 
 static int
@@ -134,48 +168,57 @@ ctl_plan_push(struct ctl_plan *out, const struct ctl_plan_move *mv)
 	return 0;
 }
 
-/* Record the move of the VM at idx to d and place it there in the scratch view. */
-static int
-ctl_plan_apply(struct ctl_plan_ctx *c, int idx, int d, double bps, double hot_load)
+int
+ctl_plan_place(struct ctl_plan_view *v, int idx, const struct ctl_plan_move *mv)
 {
-	struct ctl_model *s = &c->s;
+	struct ctl_model *s = &v->s;
 	const struct ctl_vm *vm = s->vms[idx];
-	int src = vm->host;
-	struct ctl_plan_host *ph = c->out->hosts;
-	struct ctl_host *hs = &s->hosts[src], *hd = &s->hosts[d];
-	struct ctl_plan_move mv;
-	struct ctl_vm *copy;
-	double to_before = ph[d].bps_after / ctl_plan_nic(hd);
+	struct ctl_plan_host *ph = v->out->hosts;
+	struct ctl_host *hs = &s->hosts[mv->from], *hd = &s->hosts[mv->to];
+	struct ctl_vm *copy = malloc(sizeof(*copy));
 
-	memset(&mv, 0, sizeof(mv));
-	str_copy(mv.vm, vm->name, sizeof(mv.vm));
-	mv.from = src;
-	mv.to = d;
-	mv.bps = bps;
-	mv.mem_bytes = vm->mem_bytes;
-	ph[src].bps_after -= bps;
-	ph[d].bps_after += bps;
-	snprintf(mv.reason, sizeof(mv.reason),
-	    "%s at %.0f%% of NIC > %.0f%%: %.2f MB/s to %s (%.0f%% -> %.0f%%, target %.0f%%)",
-	    hs->conf->name, 100 * hot_load, 100 * c->p->high, bps / 1e6, hd->conf->name,
-	    100 * to_before, 100 * ph[d].bps_after / ctl_plan_nic(hd), 100 * c->p->target);
-	copy = malloc(sizeof(*copy));
-	if (!copy || ctl_plan_push(c->out, &mv) < 0) {
+	if (!copy || ctl_plan_push(v->out, mv) < 0) {
 		free(copy);
 		return -1;
 	}
 	*copy = *vm;
-	copy->host = d;
-	c->copies[c->ncopies++] = copy;
+	copy->host = mv->to;
+	v->copies[v->ncopies++] = copy;
 	s->vms[idx] = copy;
+	ph[mv->from].bps_after -= mv->bps;
+	ph[mv->to].bps_after += mv->bps;
+	ph[mv->from].moves++;
 	hs->nvms--;
 	hs->mem_used -= hs->mem_used >= vm->mem_bytes ? vm->mem_bytes : hs->mem_used;
 	hs->vcpus_used -= vm->vcpus;
 	hd->nvms++;
 	hd->mem_used += vm->mem_bytes;
 	hd->vcpus_used += vm->vcpus;
-	ph[src].moves++;
 	return 0;
+}
+
+/* Record the move of the VM at idx to d, with the figures that justify it. */
+static int
+ctl_plan_apply(struct ctl_plan_ctx *c, int idx, int d, double bps, double hot_load)
+{
+	const struct ctl_vm *vm = c->v.s.vms[idx];
+	const struct ctl_host *hs = &c->v.s.hosts[vm->host], *hd = &c->v.s.hosts[d];
+	double to_before = c->out->hosts[d].bps_after / ctl_plan_nic(hd);
+	struct ctl_plan_move mv;
+
+	memset(&mv, 0, sizeof(mv));
+	str_copy(mv.vm, vm->name, sizeof(mv.vm));
+	mv.kind = MOVE_REBALANCE;
+	mv.from = vm->host;
+	mv.to = d;
+	mv.bps = bps;
+	mv.mem_bytes = vm->mem_bytes;
+	snprintf(mv.reason, sizeof(mv.reason),
+	    "%s at %.0f%% of NIC > %.0f%%: %.2f MB/s to %s (%.0f%% -> %.0f%%, target %.0f%%)",
+	    hs->conf->name, 100 * hot_load, 100 * c->p->high, bps / 1e6, hd->conf->name,
+	    100 * to_before, 100 * (c->out->hosts[d].bps_after + bps) / ctl_plan_nic(hd),
+	    100 * c->p->target);
+	return ctl_plan_place(&c->v, idx, &mv);
 }
 
 /* Shed the excess of hot host h; 0, or -1 on allocation failure. */
@@ -183,7 +226,7 @@ static int
 ctl_plan_host_shed(struct ctl_plan_ctx *c, int h, struct ctl_plan_cand *cand, int n)
 {
 	struct ctl_plan_host *ph = &c->out->hosts[h];
-	double nic = ctl_plan_nic(&c->s.hosts[h]), hot_load = ph->load;
+	double nic = ctl_plan_nic(&c->v.s.hosts[h]), hot_load = ph->load;
 	double need = ph->bps_after - c->p->high * nic, sum = 0;
 
 	qsort(cand, (size_t)n, sizeof(*cand), ctl_plan_cand_cmp);
@@ -205,7 +248,7 @@ ctl_plan_host_shed(struct ctl_plan_ctx *c, int h, struct ctl_plan_cand *cand, in
 			if (pick >= 0 && (x->mem > cand[pick].mem ||
 			    (x->mem == cand[pick].mem && x->bps >= cand[pick].bps)))
 				continue;
-			xd = ctl_plan_dest(c, c->s.vms[x->idx], x->bps);
+			xd = ctl_plan_dest(&c->v, c->v.s.vms[x->idx], x->bps, -1);
 			if (xd < 0) {
 				x->done = 1;	/* destinations only fill up: none later either */
 			} else {
@@ -217,7 +260,7 @@ ctl_plan_host_shed(struct ctl_plan_ctx *c, int h, struct ctl_plan_cand *cand, in
 		for (int i = 0; pick < 0 && i < n; i++) {
 			if (cand[i].done)
 				continue;
-			d = ctl_plan_dest(c, c->s.vms[cand[i].idx], cand[i].bps);
+			d = ctl_plan_dest(&c->v, c->v.s.vms[cand[i].idx], cand[i].bps, -1);
 			if (d >= 0)
 				pick = i;
 			else
@@ -233,46 +276,26 @@ ctl_plan_host_shed(struct ctl_plan_ctx *c, int h, struct ctl_plan_cand *cand, in
 	return 0;
 }
 
-/*
- * Why host h keeps its excess, told on its first unmoved candidate: the
- * load when some host passes the pre-check, else the first refusal.
- */
+/* Why host h keeps its excess, told on its first unmoved candidate. */
 static void
 ctl_plan_blocked(struct ctl_plan_ctx *c, int h, struct ctl_plan_cand *cand, int n)
 {
 	struct ctl_plan_host *ph = &c->out->hosts[h];
-	char why[200], first[200];
 
 	for (int i = 0; i < n; i++) {
-		const struct ctl_vm *vm = c->s.vms[cand[i].idx];
-		int any = 0;
+		const struct ctl_vm *vm = c->v.s.vms[cand[i].idx];
 
 		if (vm->host != h)
 			continue;	/* moved by this plan */
-		first[0] = '\0';
-		for (int d = 0; d < c->s.nhosts && !any; d++) {
-			if (d == h)
-				continue;
-			if (ctl_precheck(&c->s, vm, d, &c->lim, why, sizeof(why)) == 0)
-				any = 1;
-			else if (!first[0])
-				str_copy(first, why, sizeof(first));
-		}
-		if (any)
-			snprintf(ph->blocked, sizeof(ph->blocked), "%s: no host would stay under "
-			    "%.0f%% with it", vm->name, 100 * c->p->target);
-		else
-			snprintf(ph->blocked, sizeof(ph->blocked), "%s: %s", vm->name,
-			    first[0] ? first : "no other host");
+		ctl_plan_dest_why(&c->v, vm, cand[i].bps, -1, ph->blocked, sizeof(ph->blocked));
 		return;
 	}
 	snprintf(ph->blocked, sizeof(ph->blocked), "no VM with fresh traffic left to move");
 }
 
-/* Which moves fit the concurrency limits now, in plan order. */
-static void
-ctl_plan_mark_now(const struct ctl_model *m, const struct ctl_limits *lim,
-    struct ctl_plan *out)
+void
+ctl_plan_mark_now(const struct ctl_model *m, const struct ctl_limits *lim, int budget,
+    const char *budget_why, struct ctl_plan *out)
 {
 	int *busy = calloc(m->nhosts > 0 ? (size_t)m->nhosts : 1, sizeof(*busy));
 	int running = lim->in_flight;
@@ -284,6 +307,8 @@ ctl_plan_mark_now(const struct ctl_model *m, const struct ctl_limits *lim,
 
 		if (!busy) {
 			snprintf(mv->wait, sizeof(mv->wait), "out of memory");
+		} else if (budget <= 0) {
+			str_copy(mv->wait, budget_why, sizeof(mv->wait));
 		} else if (running >= lim->max_concurrent) {
 			snprintf(mv->wait, sizeof(mv->wait), "%d migrations in flight, the limit is %d",
 			    running, lim->max_concurrent);
@@ -294,6 +319,7 @@ ctl_plan_mark_now(const struct ctl_model *m, const struct ctl_limits *lim,
 			    m->hosts[h].conf->name, busy[h], lim->max_per_host);
 		} else {
 			mv->now = 1;
+			budget--;
 			running++;
 			busy[mv->from]++;
 			busy[mv->to]++;
@@ -323,23 +349,12 @@ ctl_plan_hot_cmp(const void *a, const void *b)
 static int
 ctl_plan_run(struct ctl_plan_ctx *c)
 {
-	const struct ctl_model *m = c->m;
+	const struct ctl_model *m = c->v.m;
 	struct ctl_plan *out = c->out;
 	struct ctl_plan_hot *hot = NULL;
 	struct ctl_plan_cand *cand = NULL;
 	int *slot = NULL, nhot = 0, ncand = 0, rc = -1;
 
-	/* Loads, as the VMs in flight will leave them. */
-	for (int i = 0; i < m->nvms; i++) {
-		const struct ctl_vm *vm = m->vms[i];
-		int w = ctl_plan_where(m, vm);
-
-		if (w < 0 || vm->state == VM_GONE)
-			continue;
-		out->hosts[w].bps += ctl_plan_vm_bps(vm);
-		if (vm->stale && vm->state == VM_RUNNING)
-			c->stale_host[w] = 1;
-	}
 	slot = calloc((size_t)m->nhosts + 1, sizeof(*slot));
 	hot = calloc((size_t)m->nhosts + 1, sizeof(*hot));
 	if (!slot || !hot)
@@ -347,8 +362,6 @@ ctl_plan_run(struct ctl_plan_ctx *c)
 	for (int h = 0; h < m->nhosts; h++) {
 		struct ctl_plan_host *ph = &out->hosts[h];
 
-		ph->bps_after = ph->bps;
-		ph->load = ph->bps / ctl_plan_nic(&m->hosts[h]);
 		ph->hot = ph->load > c->p->high;
 		slot[h] = -1;
 		if (!ph->hot)
@@ -390,9 +403,6 @@ ctl_plan_run(struct ctl_plan_ctx *c)
 		if (pass == 0 && !(cand = calloc((size_t)ncand + 1, sizeof(*cand))))
 			goto done;
 	}
-	c->copies = calloc((size_t)ncand + 1, sizeof(*c->copies));
-	if (!c->copies)
-		goto done;
 	qsort(hot, (size_t)nhot, sizeof(*hot), ctl_plan_hot_cmp);
 	for (int t = 0; t < nhot; t++)
 		slot[hot[t].h] = t;
@@ -411,7 +421,7 @@ ctl_plan_run(struct ctl_plan_ctx *c)
 				ctl_plan_blocked(c, h, cand + hot[slot[h]].first, hot[slot[h]].n);
 		}
 	}
-	ctl_plan_mark_now(m, &c->p->lim, out);
+	ctl_plan_mark_now(m, &c->p->lim, INT_MAX, "", out);
 	rc = 0;
 done:
 	free(slot);
@@ -421,40 +431,76 @@ done:
 }
 
 int
+ctl_plan_view_init(struct ctl_plan_view *v, const struct ctl_model *m,
+    const struct ctl_limits *lim, double target, struct ctl_plan *out)
+{
+	size_t nh = m->nhosts > 0 ? (size_t)m->nhosts : 1;
+	size_t nv = m->nvms > 0 ? (size_t)m->nvms : 1;
+
+	memset(out, 0, sizeof(*out));
+	memset(v, 0, sizeof(*v));
+	v->m = m;
+	v->out = out;
+	v->s = *m;
+	v->target = target;
+	v->lim = *lim;
+	v->lim.max_concurrent = INT_MAX;	/* concurrency says when, not whether */
+	v->lim.max_per_host = INT_MAX;
+	v->lim.in_flight = 0;
+	v->lim.use_cooldown = 1;
+	out->nhosts = m->nhosts;
+	out->hosts = calloc(nh, sizeof(*out->hosts));
+	v->s.hosts = malloc(nh * sizeof(*v->s.hosts));
+	v->s.vms = malloc(nv * sizeof(*v->s.vms));
+	v->stale_host = calloc(nh, 1);
+	v->copies = calloc(nv, sizeof(*v->copies));	/* a plan moves a VM once at most */
+	if (!out->hosts || !v->s.hosts || !v->s.vms || !v->stale_host || !v->copies)
+		return -1;
+	memcpy(v->s.hosts, m->hosts, (size_t)m->nhosts * sizeof(*v->s.hosts));
+	memcpy(v->s.vms, m->vms, (size_t)m->nvms * sizeof(*v->s.vms));
+	/* Loads, as the VMs in flight will leave them. */
+	for (int i = 0; i < m->nvms; i++) {
+		const struct ctl_vm *vm = m->vms[i];
+		int w = ctl_plan_where(m, vm);
+
+		if (w < 0 || vm->state == VM_GONE)
+			continue;
+		out->hosts[w].bps += ctl_plan_vm_bps(vm);
+		if (vm->stale && vm->state == VM_RUNNING)
+			v->stale_host[w] = 1;
+	}
+	for (int h = 0; h < m->nhosts; h++) {
+		out->hosts[h].bps_after = out->hosts[h].bps;
+		out->hosts[h].load = out->hosts[h].bps / ctl_plan_nic(&m->hosts[h]);
+	}
+	return 0;
+}
+
+void
+ctl_plan_view_free(struct ctl_plan_view *v)
+{
+	for (int i = 0; i < v->ncopies; i++)
+		free(v->copies[i]);
+	free(v->copies);
+	free(v->s.hosts);
+	free(v->s.vms);
+	free(v->stale_host);
+	memset(v, 0, sizeof(*v));
+}
+
+int
 ctl_plan_make(const struct ctl_model *m, const struct ctl_plan_params *p,
     struct ctl_plan *out)
 {
 	struct ctl_plan_ctx c;
-	size_t nh = m->nhosts > 0 ? (size_t)m->nhosts : 1;
 	int rc = -1;
 
-	memset(out, 0, sizeof(*out));
 	memset(&c, 0, sizeof(c));
-	c.m = m;
 	c.p = p;
 	c.out = out;
-	c.s = *m;
-	c.lim = p->lim;
-	c.lim.max_concurrent = INT_MAX;	/* concurrency says when, not whether */
-	c.lim.max_per_host = INT_MAX;
-	c.lim.in_flight = 0;
-	c.lim.use_cooldown = 1;
-	out->nhosts = m->nhosts;
-	out->hosts = calloc(nh, sizeof(*out->hosts));
-	c.s.hosts = malloc(nh * sizeof(*c.s.hosts));
-	c.s.vms = malloc((m->nvms > 0 ? (size_t)m->nvms : 1) * sizeof(*c.s.vms));
-	c.stale_host = calloc(nh, 1);
-	if (out->hosts && c.s.hosts && c.s.vms && c.stale_host) {
-		memcpy(c.s.hosts, m->hosts, (size_t)m->nhosts * sizeof(*c.s.hosts));
-		memcpy(c.s.vms, m->vms, (size_t)m->nvms * sizeof(*c.s.vms));
+	if (ctl_plan_view_init(&c.v, m, &p->lim, p->target, out) == 0)
 		rc = ctl_plan_run(&c);
-	}
-	for (int i = 0; i < c.ncopies; i++)
-		free(c.copies[i]);
-	free(c.copies);
-	free(c.s.hosts);
-	free(c.s.vms);
-	free(c.stale_host);
+	ctl_plan_view_free(&c.v);
 	if (rc < 0)
 		ctl_plan_free(out);
 	return rc;
@@ -467,5 +513,6 @@ ctl_plan_free(struct ctl_plan *p)
 		return;
 	free(p->moves);
 	free(p->hosts);
+	free(p->regions);
 	memset(p, 0, sizeof(*p));
 }

@@ -16,14 +16,28 @@ struct ctl_plan_params {
 	struct ctl_limits lim;	/* concurrency, now_ms for cooldowns */
 };
 
+/* Which policy wants a move: traffic (this file) or regions (ctl_geo.h). */
+enum ctl_move_kind { MOVE_REBALANCE, MOVE_GEO };
+
 struct ctl_plan_move {
 	char vm[CTL_NAME_MAX];
+	enum ctl_move_kind kind;
 	int from, to;		/* host indices */
 	double bps;		/* the VM's traffic, bytes/s */
 	uint64_t mem_bytes;
 	int now;		/* fits the concurrency limits now; 0: waits (see wait) */
 	char wait[160];	/* why it waits, when it does */
 	char reason[200];	/* "eu-1 at 92% of NIC > 80%: ..." */
+};
+
+/* Per region, filled by the geographic planner only (ctl_geo.h). */
+struct ctl_plan_region {
+	int hosts;		/* configured in the region */
+	int vms;		/* primary VMs, one in flight counted where it goes */
+	int want;		/* the target as a count, -1 when the region has none */
+	int vms_after;		/* ... once every move has finished */
+	int moves_in, moves_out;
+	char blocked[200];	/* why it stays off its target, when it does */
 };
 
 struct ctl_plan_host {
@@ -45,6 +59,9 @@ struct ctl_plan {
 	int hot;		/* hosts above the mark before the plan */
 	int still_hot;		/* ... and after it */
 	int lower_bound;	/* sum of the hot hosts' min_moves */
+	struct ctl_plan_region *regions;	/* parallel to conf->regions (geo plans) */
+	int nregions;
+	int fleet;		/* primary VMs in the fleet (geo plans) */
 };
 
 /*

@@ -7,6 +7,7 @@
  *   fleetctl drain HOST [--wait] | undrain HOST
  *   fleetctl events [--follow] [--since SEQ]
  *   fleetctl plan
+ *   fleetctl regions | region-target REGION VALUE|none
  *
  * Global options: --api URL (or $FLEETCTL_API, default http://127.0.0.1:8480),
  * --token TOKEN (or $FLEETCTL_TOKEN), --token-file FILE, --json (raw JSON
@@ -121,8 +122,12 @@ fc_ok(struct fc *c, const char *method, const char *path, const char *body)
 
 	if (code < 200 || code > 299) {
 		cJSON *e = cJSON_GetObjectItem(j, "error");
+		char msg[512];
 
-		fc_die("%s (HTTP %ld)", cJSON_IsString(e) ? e->valuestring : "request failed", code);
+		/* Freed before exit: LeakSanitizer checks the failure paths too. */
+		snprintf(msg, sizeof(msg), "%s", cJSON_IsString(e) ? e->valuestring : "request failed");
+		cJSON_Delete(j);
+		fc_die("%s (HTTP %ld)", msg, code);
 	}
 	return j;
 }
@@ -407,12 +412,25 @@ fc_events(struct fc *c, int follow, long long since)
 	return 0;
 }
 
-/* The rebalancing plan (dry run): one row per move, then a summary line. */
+/* One planned move: a geo move's reason says so. */
+static int
+fc_plan_row(cJSON *it)
+{
+	int ready = cJSON_IsTrue(cJSON_GetObjectItem(it, "now"));
+	int geo = !strcmp(fc_s(it, "kind"), "geo");
+
+	printf("%-16s %-10s %-10s %s%s%s%s%s\n", fc_s(it, "vm"), fc_s(it, "from"), fc_s(it, "to"),
+	    geo ? "geo: " : "", fc_s(it, "reason"), ready ? "" : " [waits: ",
+	    ready ? "" : fc_s(it, "wait"), ready ? "" : "]");
+	return ready;
+}
+
+/* The plan (dry run): one row per move, then a summary line per policy. */
 static int
 fc_plan(struct fc *c)
 {
 	cJSON *p = fc_ok(c, "GET", "/v1/plan", NULL), *it;
-	int n = 0, now = 0;
+	int n = 0, now = 0, gn = 0, gnow = 0, gblocked = 0;
 
 	if (c->json) {
 		fc_print_json(p);
@@ -421,22 +439,33 @@ fc_plan(struct fc *c)
 	}
 	printf("%-16s %-10s %-10s %s\n", "VM", "FROM", "TO", "REASON");
 	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "moves")) {
-		int ready = cJSON_IsTrue(cJSON_GetObjectItem(it, "now"));
+		int ready = fc_plan_row(it);
 
-		printf("%-16s %-10s %-10s %s%s%s%s\n", fc_s(it, "vm"), fc_s(it, "from"), fc_s(it, "to"),
-		    fc_s(it, "reason"), ready ? "" : " [waits: ", ready ? "" : fc_s(it, "wait"),
-		    ready ? "" : "]");
-		n++;
-		now += ready;
+		if (!strcmp(fc_s(it, "kind"), "geo")) {
+			gn++;
+			gnow += ready;
+		} else {
+			n++;
+			now += ready;
+		}
 	}
 	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "hosts"))
 		if (fc_s(it, "blocked")[0])
 			printf("%-16s %-10s %-10s stays at %.0f%%: %s\n", "-", fc_s(it, "name"), "-",
 			    100 * fc_n(it, "load_after"), fc_s(it, "blocked"));
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "geo_blocked")) {
+		printf("%-16s %-10s %-10s geo: %s\n", "-", fc_s(it, "region"), "-",
+		    fc_s(it, "blocked"));
+		gblocked++;
+	}
 	printf("%d move(s), %d now (lower bound %.0f); %.0f host(s) above %.0f%%, %.0f after; "
 	    "target %.0f%%; rebalance %s\n", n, now, fc_n(p, "lower_bound"), fc_n(p, "hot"),
 	    100 * fc_n(p, "high_water"), fc_n(p, "still_hot"), 100 * fc_n(p, "target"),
 	    cJSON_IsTrue(cJSON_GetObjectItem(p, "rebalance")) ? "on" : "off (dry run only)");
+	if (gn || gblocked)
+		printf("geo: %d move(s), %d now (at most %.0f at a time); geo %s\n", gn, gnow,
+		    fc_n(p, "geo_max_moves"),
+		    cJSON_IsTrue(cJSON_GetObjectItem(p, "geo")) ? "on" : "off (dry run only)");
 	cJSON_Delete(p);
 	return 0;
 }
@@ -466,6 +495,92 @@ fc_vm_action(struct fc *c, const char *vm, const char *action, const char *mode,
 		printf("%s: switchover started (fleetctl failovers)\n", vm);
 	free(bs);
 	cJSON_Delete(body);
+	cJSON_Delete(r);
+	return 0;
+}
+
+/* Regions with their targets and what the geographic plan would do. */
+static int
+fc_regions(struct fc *c)
+{
+	cJSON *p = fc_ok(c, "GET", "/v1/regions", NULL), *it, *h;
+	int n = 0, now = 0;
+
+	if (c->json) {
+		fc_print_json(p);
+		cJSON_Delete(p);
+		return 0;
+	}
+	printf("%-10s %-5s %4s %-12s %5s %-6s %s\n", "REGION", "HOSTS", "VMS", "TARGET", "AFTER",
+	    "PLAN", "BLOCKED");
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "regions")) {
+		cJSON *t = cJSON_GetObjectItem(it, "target");
+		double in = fc_n(it, "moves_in"), out = fc_n(it, "moves_out");
+		char target[40], plan[16], line[512];
+		int nh = 0;
+
+		cJSON_ArrayForEach(h, cJSON_GetObjectItem(it, "hosts"))
+			nh++;
+		if (!cJSON_IsString(t))
+			snprintf(target, sizeof(target), "-");
+		else if (strchr(t->valuestring, '%'))
+			snprintf(target, sizeof(target), "%s=%.0f", t->valuestring,
+			    fc_n(it, "target_vms"));
+		else
+			snprintf(target, sizeof(target), "%s", t->valuestring);
+		if (in || out)
+			snprintf(plan, sizeof(plan), "%+.0f", in - out);
+		else
+			snprintf(plan, sizeof(plan), "-");
+		snprintf(line, sizeof(line), "%-10s %5d %4.0f %-12s %5.0f %-6s %s", fc_s(it, "name"),
+		    nh, fc_n(it, "vms"), target, fc_n(it, "vms_after"), plan, fc_s(it, "blocked"));
+		for (size_t k = strlen(line); k > 0 && line[k - 1] == ' '; k--)
+			line[k - 1] = '\0';
+		puts(line);
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(p, "moves")) {
+		int ready = cJSON_IsTrue(cJSON_GetObjectItem(it, "now"));
+
+		if (!n++)
+			printf("\n%-16s %-10s %-10s %s\n", "VM", "FROM", "TO", "REASON");
+		fc_plan_row(it);
+		now += ready;
+	}
+	printf("%s%d move(s), %d now (at most %.0f at a time, %.0f in flight); %.0f primary "
+	    "VM(s); geo %s\n", n ? "" : "\n", n, now, fc_n(p, "geo_max_moves"),
+	    fc_n(p, "in_flight"), fc_n(p, "fleet"),
+	    cJSON_IsTrue(cJSON_GetObjectItem(p, "geo")) ? "on" : "off (dry run only)");
+	cJSON_Delete(p);
+	return 0;
+}
+
+static int
+fc_region_target(struct fc *c, const char *region, const char *value)
+{
+	cJSON *body = cJSON_CreateObject(), *r;
+	char *s, *esc, path[256];
+	const char *was;
+
+	if (!strcmp(value, "none"))
+		cJSON_AddNullToObject(body, "target");
+	else
+		cJSON_AddStringToObject(body, "target", value);
+	s = cJSON_PrintUnformatted(body);
+	cJSON_Delete(body);
+	esc = curl_easy_escape(c->curl, region, 0);
+	if (!s || !esc)
+		fc_die("out of memory");
+	snprintf(path, sizeof(path), "/v1/regions/%s/target", esc);
+	curl_free(esc);
+	r = fc_ok(c, "PUT", path, s);
+	free(s);
+	if (c->json) {
+		fc_print_json(r);
+	} else {
+		was = fc_s(r, "was");
+		printf("region %s: target %s (was %s)\n", region,
+		    strcmp(value, "none") ? fc_s(r, "target") : "none", was[0] ? was : "none");
+	}
 	cJSON_Delete(r);
 	return 0;
 }
@@ -510,7 +625,9 @@ fc_usage(void)
 	    "  drain HOST [--wait]        move every VM away, then maintenance\n"
 	    "  undrain HOST\n"
 	    "  events [--follow] [--since SEQ]\n"
-	    "  plan                       what rebalancing would move now, and why\n"
+	    "  plan                       what the policies would move now, and why\n"
+	    "  regions                    regions, their targets and the geographic plan\n"
+	    "  region-target REGION VALUE|none   a count (3) or a share (40%%), or none\n"
 	    "  protect VM [--mode hot|warm|none] [--region R]   keep a standby of VM\n"
 	    "  switchover VM              planned failover to VM's standby\n"
 	    "  failovers                  promotions so far, with their timings\n");
@@ -639,6 +756,12 @@ main(int argc, char **argv)
 	} else if (!strcmp(cmd, "failovers")) {
 		ARGS(0);
 		rc = fc_failovers(&c);
+	} else if (!strcmp(cmd, "regions")) {
+		ARGS(0);
+		rc = fc_regions(&c);
+	} else if (!strcmp(cmd, "region-target")) {
+		ARGS(2);
+		rc = fc_region_target(&c, argv[optind], argv[optind + 1]);
 	} else {
 		fc_usage();
 	}

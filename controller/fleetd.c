@@ -6,7 +6,7 @@
  * (ctl_virt), migrations on worker threads (ctl_mig); both report back
  * through ctl_post. Redis is reached asynchronously (common/rlink). A tick
  * (1 s by default) polls telemetry, judges staleness, advances drains and
- * runs the rebalancing policy.
+ * runs the policies (rebalancing, geographic redistribution).
  *
  * usage: fleetd [-d] [-n] -f FILE
  */
@@ -126,11 +126,13 @@ fleetd_dom_event(void *arg, int host, const char *name, int event, int detail)
 static void
 fleetd_redis_state(struct rlink *rl, int up, const char *why, void *arg)
 {
+	struct fleetd *env = arg;
+
 	(void)rl;
-	(void)arg;
-	if (up)
+	if (up) {
 		log_info("redis up: %s", why);
-	else
+		ctl_region_redis_up(env);
+	} else
 		log_warnx("redis down: %s (telemetry and orders wait; retrying)", why);
 }
 
@@ -271,7 +273,7 @@ main(int argc, char **argv)
 		fatalx("libevent has no pthreads support");
 	env.base = event_base_new();
 	env.boot_ms = clock_wall_ms();
-	if (!env.base || ctl_model_init(&env.model, env.conf) < 0)
+	if (!env.base || ctl_model_init(&env.model, env.conf) < 0 || ctl_region_init(&env) < 0)
 		fatalx("out of memory");
 	env.post = ctl_post_new(env.base);
 	if (!env.post)
@@ -318,6 +320,7 @@ main(int argc, char **argv)
 	event_free(env.tick);
 	sig_watch_free(env.sig);
 	ctl_model_free(&env.model);
+	ctl_region_free(&env);
 	free(env.events);
 	log_info("stopped");
 	ctl_conf_free(env.conf);

@@ -8,7 +8,8 @@
  *   ctl_tel     telemetry from Redis   ctl_order   handover orders and acks
  *   ctl_mig     migration executor     ctl_journal events (Redis + memory)
  *   ctl_api     HTTP(S) JSON API and /metrics
- *   ctl_plan    rebalancing planner    ctl_policy  runs it on the tick
+ *   ctl_plan    rebalancing planner    ctl_policy  runs both planners on the tick
+ *   ctl_geo     geographic planner     ctl_region  region targets (Redis, API)
  *   ctl_standby standby replicas       ctl_failover dead hosts, promotion
  *   ctl_xml     standby domain XML
  */
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "controller/ctl_conf.h"
+#include "controller/ctl_geo.h"
 #include "controller/ctl_model.h"
 
 struct event_base;
@@ -30,6 +32,10 @@ struct ctl_mig;
 struct cJSON;
 struct ctl_vjob;
 struct ctl_fo;
+struct ctl_plan;
+struct ctl_plan_move;
+
+#define CTL_GEO_KEY "pf:ctl:geo:targets"	/* hash: region -> "3" or "40%" */
 
 #define CTL_JOURNAL_KEEP 2000	/* events kept in memory for the API */
 #define CTL_MIG_KEEP 200	/* finished migrations kept for the API */
@@ -89,6 +95,12 @@ struct fleetd {
 	unsigned fo_seq;
 	struct event *fo_ev;		/* lease poll */
 	int fo_mass;			/* mass lease loss journaled */
+	/* geographic policy: targets parallel to conf->regions (ctl_region.c) */
+	struct ctl_geo_target *geo_targets;
+	char (*geo_blocked)[200];	/* why a region stays off its target (journaled once) */
+	int geo_loaded;		/* read from Redis since the start */
+	int geo_dirty;		/* a write was lost: store the whole set on reconnect */
+	int64_t geo_read_ms;	/* when the read was sent (monotonic) */
 
 	struct ctl_stats stats;
 };
@@ -133,12 +145,34 @@ void ctl_mig_tick(struct fleetd *env);
 void ctl_mig_shutdown(struct fleetd *env);
 /* ... and, once the post queue is drained, free the records. */
 void ctl_mig_free_all(struct fleetd *env);
+/* Migrations in flight whose reason starts with prefix ("geo:"). */
+int ctl_mig_count(struct fleetd *env, const char *prefix);
 
-/* ctl_policy.c: rebalancing by traffic (called every tick after ctl_mig_tick). */
+/* ctl_policy.c: rebalancing by traffic and geographic redistribution
+ * (called every tick after ctl_mig_tick). */
 void ctl_policy_tick(struct fleetd *env);
 /* The plan the policy would carry out now (dry run), as a JSON object for
  * GET /v1/plan; NULL when out of memory. The caller owns the object. */
 struct cJSON *ctl_policy_json(struct fleetd *env);
+/* The geographic plan now (free it with ctl_plan_free); 0, or -1 when out
+ * of memory. */
+int ctl_policy_geo_plan(struct fleetd *env, struct ctl_plan *out);
+/* One planned move as the API shows it. */
+struct cJSON *ctl_policy_move_json(struct fleetd *env, const struct ctl_plan_move *mv);
+
+/* ctl_region.c: the regions' targets, kept in Redis (CTL_GEO_KEY). */
+int ctl_region_init(struct fleetd *env);
+void ctl_region_free(struct fleetd *env);
+/* The Redis link is up: read the targets once, or store them again when a
+ * write was lost. */
+void ctl_region_redis_up(struct fleetd *env);
+/* Set (value "3", "40%") or clear (value NULL) a region's target: 0 with
+ * the old value in was ("" when none), or an HTTP status (404 unknown
+ * region, 400 bad value, 503 Redis down or not read yet) with why. */
+int ctl_region_target(struct fleetd *env, const char *region, const char *value,
+    char *was, size_t waslen, char *why, size_t whylen);
+/* GET /v1/regions; NULL when out of memory. */
+struct cJSON *ctl_region_json(struct fleetd *env);
 
 /* ctl_mig.c helpers the failover shares. */
 int ctl_vm_home(const struct fleetd *env, const struct ctl_vm *vm);

@@ -19,9 +19,15 @@
  * applied to the model and planned again gives "replan" moves (0
  * expected). Printed as a table.
  *
+ * Then the geographic planner (controller/ctl_geo.c) on the mild fleet,
+ * whose primaries sit 25% in each region, with targets of 40/30/20/10%:
+ * 2,000 moves wanted, timed the same way, with the moves it finds, the
+ * regions it leaves off target, and the replan after the moves.
+ *
  * usage: fleetd_plan [RUNS]   (default 21)
  */
 #include "controller/ctl_conf.h"
+#include "controller/ctl_geo.h"
 #include "controller/ctl_model.h"
 #include "controller/ctl_plan.h"
 #include "common/util.h"
@@ -191,6 +197,58 @@ bench_fit_bound(const struct ctl_model *m, const struct ctl_plan *plan,
 	return bound;
 }
 
+/* The geographic plan on scenario s with shares 40/30/20/10; 0 or -1. */
+static int
+bench_geo(struct bench *b, const struct bench_scn *s, int runs, double *ms)
+{
+	static const char *const share[BENCH_REGIONS] = { "40%", "30%", "20%", "10%" };
+	struct ctl_geo_target t[BENCH_REGIONS];
+	struct ctl_geo_params gp = { .targets = t, .max_moves = 1, .target = 0.70,
+		.lim = { .max_concurrent = 2, .max_per_host = 1, .now_ms = 1, .use_cooldown = 1 } };
+	struct ctl_plan plan;
+	char why[160];
+	int moves = 0, off = 0, wanted = 0, replan;
+
+	for (int r = 0; r < BENCH_REGIONS; r++)
+		if (ctl_geo_target_parse(share[r], &t[r], why, sizeof(why)) < 0)
+			return -1;
+	if (bench_build(b, s) < 0)
+		return -1;
+	for (int r = 0; r < runs; r++) {
+		double t0 = bench_now_ms();
+
+		ctl_model_tally(&b->m);
+		if (ctl_geo_make(&b->m, &gp, &plan) < 0)
+			return -1;
+		ms[r] = bench_now_ms() - t0;
+		moves = plan.nmoves;
+		off = wanted = 0;
+		for (int k = 0; k < plan.nregions; k++) {
+			off += plan.regions[k].blocked[0] != '\0';
+			if (plan.regions[k].want > plan.regions[k].vms)
+				wanted += plan.regions[k].want - plan.regions[k].vms;
+		}
+		if (r < runs - 1)
+			ctl_plan_free(&plan);
+	}
+	for (int i = 0; i < plan.nmoves; i++)
+		ctl_vm_find(&b->m, plan.moves[i].vm)->host = plan.moves[i].to;
+	ctl_plan_free(&plan);
+	ctl_model_tally(&b->m);
+	if (ctl_geo_make(&b->m, &gp, &plan) < 0)
+		return -1;
+	replan = plan.nmoves;
+	ctl_plan_free(&plan);
+	qsort(ms, (size_t)runs, sizeof(*ms), bench_dbl_cmp);
+	printf("\ngeo: %s fleet, primaries 25%% per region, targets 40/30/20/10%%\n", s->name);
+	printf("%-8s %6s %6s %9s %9s %5s %7s\n", "", "WANTED", "MOVES", "MEDIAN_MS", "MAX_MS",
+	    "OFF", "REPLAN");
+	printf("%-8s %6d %6d %9.2f %9.2f %5d %7d\n", "geo", wanted, moves, ms[runs / 2],
+	    ms[runs - 1], off, replan);
+	ctl_model_free(&b->m);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -251,6 +309,10 @@ main(int argc, char **argv)
 		printf("%-8s %6d %5d %6d %6d %6d %9.2f %9.2f %5d %7d\n", scns[s].name, b->m.nvms, hot,
 		    moves, bound, fit, ms[runs / 2], ms[runs - 1], left, replan);
 		ctl_model_free(&b->m);
+	}
+	if (bench_geo(b, &scns[0], runs, ms) < 0) {
+		fprintf(stderr, "fleetd_plan: out of memory\n");
+		return 1;
 	}
 	free(ms);
 	free(b);

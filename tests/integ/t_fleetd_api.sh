@@ -4,8 +4,11 @@
 # bad configs, auth, bad requests, telemetry ingest and staleness, pre-check
 # refusals, a migration whose destination agent never answers, drain
 # errors, /metrics, a Redis restart, SIGHUP reload, HTTPS, the rebalancing
-# plan on a skewed synthetic load (dry run, then executed after a reload)
-# and a clean SIGTERM.
+# plan on a skewed synthetic load (dry run, then executed after a reload),
+# geographic redistribution (region targets through the API and fleetctl,
+# kept in Redis across a restart, the plan, and a bounded execution) and a
+# clean SIGTERM. The test driver cannot migrate: executed moves are checked
+# up to their start and their failure at the prepare (no agent answers).
 . "$(dirname "$0")/lib.sh"
 
 PORT=18480 RPORT=16379 TOKEN=t0ken-$$
@@ -294,6 +297,191 @@ t_wait 8 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $PAPI/v1/migrations/1 
 kill -TERM $PLPID
 rc=0; wait $PLPID || rc=$?
 t_eq "plan fleetd: clean exit" 0 "$rc"
+
+# --- geographic redistribution: a fourth fleetd over three regions ---
+# eu: g-eu-1 (two primaries, a pinned primary, a standby) and g-eu-2; us:
+# g-us-1; ap: no host. Nothing has telemetry: targets count VMs, not load.
+gdom() { # VM MEM_KIB ROLE PIN IP MAC
+	cat <<X
+<domain type='test'><name>$1</name><memory>$2</memory><vcpu>1</vcpu>
+<metadata><pf:vm xmlns:pf='http://proxyfleet.example.org/xmlns/vm/1' id='$1' role='$3'$4><pf:ip>$5</pf:ip></pf:vm></metadata>
+<os><type>hvm</type></os><devices><interface type='bridge'><mac address='$6'/><source bridge='br0'/></interface></devices>
+</domain>
+X
+}
+{ echo "<node>"; gdom px-g1 131072 primary "" 10.77.1.120/24 52:54:00:aa:02:01
+  gdom px-g2 262144 primary "" 10.77.1.121/24 52:54:00:aa:02:02
+  gdom px-gpin 65536 primary " pin='region'" 10.77.1.122/24 52:54:00:aa:02:03
+  gdom px-gsb 65536 standby "" 10.77.1.123/24 52:54:00:aa:02:04; echo "</node>"; } >"$T_TMP/g-eu-1.xml"
+echo "<node/>" >"$T_TMP/g-eu-2.xml"
+echo "<node/>" >"$T_TMP/g-us-1.xml"
+GPORT=$((PORT + 3)) GAPI=http://127.0.0.1:$((PORT + 3))
+geo_conf() { # GEO
+	cat >"$T_TMP/geo.conf" <<C
+[fleetd]
+api_listen = 127.0.0.1:$GPORT
+api_token = $TOKEN
+redis = 127.0.0.1:$RPORT
+tick = 200ms
+stale_after = 60s
+
+[policy]
+geo = $1
+geo_max_moves = 1
+
+[region eu]
+edge = edge
+[region us]
+edge = edge
+[region ap]
+edge = edge
+C
+	for h in g-eu-1:eu g-eu-2:eu g-us-1:us; do
+		printf '[host %s]\nregion = %s\nuri = test://%s/%s.xml\naddress = 127.0.0.1\n' \
+			"${h%:*}" "${h#*:}" "$T_TMP" "${h%:*}" >>"$T_TMP/geo.conf"
+	done
+}
+GFC() { "$PF_BIN/fleetctl" --api $GAPI --token "$TOKEN" "$@"; }
+gcall() { # METHOD PATH [BODY] -> "CODE BODY"
+	curl -s -o "$T_TMP/gbody" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" \
+		${3:+-d "$3"} "$GAPI$2"; echo " $(cat "$T_TMP/gbody")"
+}
+geo_start() {
+	"$PF_BIN/fleetd" -f "$T_TMP/geo.conf" >>"$T_TMP/fleetd-geo.log" 2>&1 &
+	GPID=$!
+	t_defer "kill -9 $GPID"
+	t_wait 10 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $GAPI/v1/vms | grep -q px-gsb" ||
+		t_fail "geo fleetd lists the four VMs" "$(tail -n 3 "$T_TMP/fleetd-geo.log")"
+}
+R DEL pf:ctl:geo:targets >/dev/null
+R SET pf:host:g-eu-2:lease test PX 600000 >/dev/null
+R SET pf:host:g-us-1:lease test PX 600000 >/dev/null
+geo_conf off
+t_check "fleetd -n accepts [policy] geo and geo_max_moves" "$PF_BIN/fleetd" -n -f "$T_TMP/geo.conf"
+sed 's/^geo_max_moves = 1/geo_max_moves = 0/' "$T_TMP/geo.conf" >"$T_TMP/geo-bad.conf"
+t_match "geo_max_moves = 0 refused with file and line" "geo-bad.conf:1[0-9]: .*geo_max_moves" \
+	"$("$PF_BIN/fleetd" -n -f "$T_TMP/geo-bad.conf" 2>&1)"
+geo_start
+t_wait 5 grep -q 'geo targets read key=pf:ctl:geo:targets targets=0' "$T_TMP/fleetd-geo.log" &&
+	t_ok "geo: the targets are read from Redis at start" ||
+	t_fail "geo: the targets are read from Redis at start" "$(tail -n 5 "$T_TMP/fleetd-geo.log")"
+g=$(gcall GET /v1/regions)
+t_match "GET /v1/regions: 200, geo off, primaries only (the standby is not counted)" \
+	'^200 \{"geo":false,"geo_max_moves":1,"in_flight":0,"targets_read":true,"fleet":3,' "$g"
+t_match "GET /v1/regions: eu with its hosts and VMs, no target" \
+	'\{"name":"eu","edge":"edge","hosts":\["g-eu-1","g-eu-2"\],"vms":3,"target":null,"target_vms":null,"vms_after":3' "$g"
+t_match "GET /v1/regions: ap without hosts" '\{"name":"ap","edge":"edge","hosts":\[\],"vms":0,"target":null' "$g"
+t_match "GET /v1/regions: nothing to do without targets" '"moves":\[\]\}$' "$g"
+out=$(GFC regions); rc=$?
+t_eq "fleetctl regions: exit 0" 0 "$rc"
+t_match "fleetctl regions: table header" '^REGION +HOSTS +VMS +TARGET +AFTER +PLAN +BLOCKED' "$out"
+t_match "fleetctl regions: eu row" '^eu +2 +3 +- +3 +- *$' "$out"
+t_match "fleetctl regions: summary" '0 move\(s\), 0 now \(at most 1 at a time, 0 in flight\); 3 primary VM\(s\); geo off \(dry run only\)$' "$out"
+
+# Targets through the API: stored in Redis, journaled, planned.
+t_eq "PUT a count: 200 with the old value" '200 {"region":"us","target":"1","was":null}' \
+	"$(gcall PUT /v1/regions/us/target '{"target":"1"}')"
+t_eq "the target is in Redis" 1 "$(R HGET pf:ctl:geo:targets us)"
+t_match "the change is journaled" 'geo +target region=us target=1 was=none' "$(GFC events)"
+p=$(gcall GET /v1/plan)
+t_match "GET /v1/plan: the cheapest unpinned primary moves to us, kind geo, with its reason" \
+	'"vm":"px-g1","from":"g-eu-1","to":"g-us-1","traffic_bps":0,"memory":134217728,"now":true,"wait":"","reason":"region us has 0 of target 1 VMs; eu has 3 VMs, no target","kind":"geo"' "$p"
+t_eq "GET /v1/plan: one geo move" 1 "$(echo "$p" | grep -o '"kind":"geo"' | wc -l)"
+out=$(GFC plan)
+t_match "fleetctl plan: the geo move" '^px-g1 +g-eu-1 +g-us-1 +geo: region us has 0 of target 1 VMs; eu has 3 VMs, no target$' "$out"
+t_match "fleetctl plan: geo summary" '^geo: 1 move\(s\), 1 now \(at most 1 at a time\); geo off \(dry run only\)$' \
+	"$(echo "$out" | tail -n1)"
+t_match "fleetctl plan: rebalancing summary counts no geo move" '^0 move\(s\), 0 now \(lower bound 0\)' "$out"
+t_match "GET /v1/regions: us takes one" '"name":"us","edge":"edge","hosts":\["g-us-1"\],"vms":0,"target":"1","target_vms":1,"vms_after":1,"moves_in":1,"moves_out":0,"blocked":""' \
+	"$(gcall GET /v1/regions)"
+out=$(GFC regions)
+t_match "fleetctl regions: us row with its plan" '^us +1 +0 +1 +1 +\+1 *$' "$out"
+t_match "fleetctl regions: the move" '^px-g1 +g-eu-1 +g-us-1 +geo: region us' "$out"
+
+# Refusals: each one line with the reason and the right status.
+t_eq "PUT to an unknown region: 404" '404 {"error":"no region called '"'"'mars'"'"'"}' \
+	"$(gcall PUT /v1/regions/mars/target '{"target":"3"}')"
+t_eq "PUT a bad value: 400 saying what is expected" \
+	'400 {"error":"bad target '"'"'4x'"'"': a count of VMs (\"3\") or a share of the fleet in percent (\"40%\")"}' \
+	"$(gcall PUT /v1/regions/us/target '{"target":"4x"}')"
+t_match "PUT a share above 100%: 400" '^400 \{"error":"bad target .140%.: a share is 0% to 100%"' \
+	"$(gcall PUT /v1/regions/us/target '{"target":"140%"}')"
+t_match "PUT a negative number: 400" '^400 \{"error":"bad target .-2.' "$(gcall PUT /v1/regions/us/target '{"target":-2}')"
+t_match "PUT without the field: 400" "^400 \\{\"error\":\"field 'target' is required" \
+	"$(gcall PUT /v1/regions/us/target '{"goal":"1"}')"
+t_match "PUT bad JSON: 400" '^400 .*not a JSON object' "$(gcall PUT /v1/regions/us/target '{oops')"
+t_match "GET on a target: 405" '^405 \{"error":"method not allowed on /v1/regions/us/target \(PUT only\)"' \
+	"$(gcall GET /v1/regions/us/target)"
+t_eq "a refused PUT leaves Redis as it was" 1 "$(R HGET pf:ctl:geo:targets us)"
+t_match "PUT a number: taken as a count" '^200 \{"region":"us","target":"1","was":"1"\}' \
+	"$(gcall PUT /v1/regions/us/target '{"target":1}')"
+t_match "PUT a share: 200" '^200 \{"region":"us","target":"60%","was":"1"\}' \
+	"$(gcall PUT /v1/regions/us/target '{"target":"60%"}')"
+t_match "shares above 100% in total: 400" '^400 \{"error":"shares would add up to 110% \(at most 100%\)' \
+	"$(gcall PUT /v1/regions/eu/target '{"target":"50%"}')"
+
+# fleetctl region-target.
+out=$(GFC region-target us 67%); rc=$?
+t_eq "fleetctl region-target: a share" "0 region us: target 67% (was 60%)" "$rc $out"
+t_eq "fleetctl region-target: in Redis" 67% "$(R HGET pf:ctl:geo:targets us)"
+out=$(GFC regions)
+t_match "fleetctl regions: 67% of 3 is 2" '^us +1 +0 +67%=2 +2 +\+2 *$' "$out"
+t_match "fleetctl regions: one now, the next waits for the bound" \
+	'^px-g2 +g-eu-1 +g-us-1 +geo: region us has 1 of target 2 VMs \(67% of 3\); eu has 2 VMs, no target \[waits: geo: 1 move\(s\) at a time \(geo_max_moves\)\]$' "$out"
+t_eq "fleetctl regions: the pinned VM never moves" 0 "$(echo "$out" | grep -c px-gpin)"
+t_match "fleetctl --json regions: the API's object" '"target":[[:space:]]*"67%"' "$(GFC --json regions)"
+out=$(GFC region-target mars 3 2>&1); rc=$?
+t_eq "fleetctl region-target, unknown region: exit 1, one line" "1 fleetctl: no region called 'mars' (HTTP 404)" "$rc $out"
+out=$(GFC region-target us 4x 2>&1); rc=$?
+t_match "fleetctl region-target, bad value: exit 1, one line" '^1 fleetctl: bad target .4x.: a count of VMs .* \(HTTP 400\)$' "$rc $out"
+out=$(GFC region-target us none); rc=$?
+t_eq "fleetctl region-target none: cleared" "0 region us: target none (was 67%)" "$rc $out"
+t_eq "cleared: gone from Redis" 0 "$(R HEXISTS pf:ctl:geo:targets us)"
+t_match "fleetctl --json region-target: the API's answer" '"was":[[:space:]]*null' "$(GFC --json region-target ap 1)"
+out=$(GFC plan)
+t_match "a region with no host: blocked, and the plan says why" \
+	'^- +ap +- +geo: region ap has 0 of target 1 VMs; blocked: no host in region ap$' "$out"
+t_match "GET /v1/regions: the same reason" '"name":"ap".*"blocked":"region ap has 0 of target 1 VMs; blocked: no host in region ap"' \
+	"$(gcall GET /v1/regions)"
+GFC region-target ap none >/dev/null
+
+# Persistence: a restart reads the targets back (an unknown region is
+# ignored with a line), and with geo on the moves start one at a time.
+GFC region-target us 2 >/dev/null
+R HSET pf:ctl:geo:targets mars 3 >/dev/null
+kill -TERM $GPID
+rc=0; wait $GPID || rc=$?
+t_eq "geo fleetd: clean exit" 0 "$rc"
+geo_conf on
+geo_start
+t_wait 5 grep -q 'geo targets read key=pf:ctl:geo:targets targets=1' "$T_TMP/fleetd-geo.log" &&
+	t_ok "restart: the target is read back from Redis" ||
+	t_fail "restart: the target is read back from Redis" "$(tail -n 5 "$T_TMP/fleetd-geo.log")"
+t_match "restart: an unknown region in Redis is ignored, with its reason" \
+	'geo target ignored region=mars target=3 why="no such region in the configuration"' "$(cat "$T_TMP/fleetd-geo.log")"
+t_match "restart: GET /v1/regions shows it" '"name":"us","edge":"edge","hosts":\["g-us-1"\],"vms":[01],"target":"2"' \
+	"$(gcall GET /v1/regions)"
+t_wait 5 sh -c "'$PF_BIN/fleetctl' --api $GAPI --token $TOKEN events | grep -q 'policy .*geo move id=1 vm=px-g1 from=g-eu-1 to=g-us-1'" &&
+	t_ok "geo on: the first move starts, journaled" ||
+	t_fail "geo on: the first move starts, journaled" "$(tail -n 5 "$T_TMP/fleetd-geo.log")"
+t_match "geo on: journaled with its reason" \
+	'geo move id=1 vm=px-g1 from=g-eu-1 to=g-us-1 reason="region us has 0 of target 2 VMs; eu has 3 VMs, no target"' "$(GFC events)"
+t_match "geo on: a policy migration whose reason says geo" '"reason":"geo: region us has 0 of target 2 VMs; eu has 3 VMs' \
+	"$(gcall GET /v1/migrations/1)"
+sleep 1
+t_eq "geo on: while it is in flight, no second one starts" 1 "$(gcall GET /v1/migrations | grep -o '"id":' | wc -l)"
+t_match "GET /v1/regions: one geo move in flight, counted in us" '"in_flight":1,.*"name":"us","edge":"edge","hosts":\["g-us-1"\],"vms":1,' \
+	"$(gcall GET /v1/regions)"
+# No agent answers the prepare: it fails after 3 s, px-g1 cools down, and
+# the next tick moves the next cheapest.
+t_wait 8 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $GAPI/v1/migrations/2 | grep -q '\"vm\":\"px-g2\".*\"reason\":\"geo: '" &&
+	t_ok "geo on: the next move starts once the first has ended" ||
+	t_fail "geo on: the next move starts once the first has ended" "$(gcall GET /v1/migrations)"
+t_match "geo on: the first ended failed (no agent)" '"phase":"failed"' "$(gcall GET /v1/migrations/1)"
+kill -TERM $GPID
+rc=0; wait $GPID || rc=$?
+t_eq "geo fleetd: clean exit with a move in flight" 0 "$rc"
+t_no_sanitizer_report "geo fleetd: no sanitizer report" "$T_TMP/fleetd-geo.log"
 
 # --- graceful stop (under ASan a leak makes the exit status non-zero) ---
 kill -TERM $FPID
