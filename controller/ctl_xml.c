@@ -31,6 +31,25 @@ ctl_xml_child(xmlNodePtr n, const char *name)
 	return NULL;
 }
 
+/* The document as a malloc'd string (libxml2 allocates its own). */
+static char *
+ctl_xml_dump(xmlDocPtr doc, char *err, size_t errlen)
+{
+	xmlChar *dump = NULL;
+	char *out = NULL;
+	int len = 0;
+
+	xmlDocDumpMemory(doc, &dump, &len);
+	if (!dump || !(out = malloc((size_t)len + 1)))
+		snprintf(err, errlen, "out of memory");
+	else {
+		memcpy(out, dump, (size_t)len);
+		out[len] = '\0';
+	}
+	xmlFree(dump);
+	return out;
+}
+
 /* The kernel command line with our keys replaced (others kept in order). */
 static void
 ctl_xml_cmdline(xmlNodePtr cmd, const struct ctl_standby_spec *s)
@@ -114,9 +133,8 @@ ctl_xml_standby(const char *xml, const struct ctl_standby_spec *s, char *err, si
 {
 	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), NULL, NULL, XML_PARSE_NONET);
 	xmlNodePtr dom, n, os, devs;
-	xmlChar *oldname = NULL, *dump = NULL;
+	xmlChar *oldname = NULL;
 	char *out = NULL;
-	int len = 0;
 
 	if (!doc || !(dom = xmlDocGetRootElement(doc)) ||
 	    strcmp((const char *)dom->name, "domain") != 0) {
@@ -166,15 +184,8 @@ ctl_xml_standby(const char *xml, const struct ctl_standby_spec *s, char *err, si
 		snprintf(err, errlen, "cannot write the standby's metadata");
 		goto out;
 	}
-	xmlDocDumpMemory(doc, &dump, &len);
-	if (!dump || !(out = malloc((size_t)len + 1))) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	memcpy(out, dump, (size_t)len);
-	out[len] = '\0';
+	out = ctl_xml_dump(doc, err, errlen);
 out:
-	xmlFree(dump);
 	xmlFree(oldname);
 	xmlFreeDoc(doc);
 	return out;
@@ -185,11 +196,10 @@ ctl_xml_role(const char *xml, int standby, char *err, size_t errlen)
 {
 	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), NULL, NULL, XML_PARSE_NONET);
 	xmlNodePtr dom, cmd;
-	xmlChar *old = NULL, *dump = NULL;
+	xmlChar *old = NULL;
 	const char *want = standby ? "pf.role=standby" : "pf.role=primary";
 	char line[2048], *out = NULL, *save = NULL, *w;
 	size_t off = 0;
-	int len = 0;
 
 	err[0] = '\0';
 	if (!doc || !(dom = xmlDocGetRootElement(doc)) ||
@@ -207,15 +217,8 @@ ctl_xml_role(const char *xml, int standby, char *err, size_t errlen)
 	if (off < sizeof(line))
 		snprintf(line + off, sizeof(line) - off, "%s", want);
 	xmlNodeSetContent(cmd, (const xmlChar *)line);
-	xmlDocDumpMemory(doc, &dump, &len);
-	if (!dump || !(out = malloc((size_t)len + 1))) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	memcpy(out, dump, (size_t)len);
-	out[len] = '\0';
+	out = ctl_xml_dump(doc, err, errlen);
 out:
-	xmlFree(dump);
 	xmlFree(old);
 	xmlFreeDoc(doc);
 	return out;

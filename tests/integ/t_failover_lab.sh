@@ -48,6 +48,24 @@ f = [x for x in json.load(sys.stdin) if x["vm"] == sys.argv[1]]
 print(f[0].get(sys.argv[2], "") if f else "")' "$1" "$2"
 }
 
+# probe_start NAME / probe_stop NAME: pfprobe through the proxy at $PIP,
+# a new connection every 20 ms; stop prints its line and sets OUTAGE.
+probe_start() {
+	ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-$1.log" $PIP 3128 \
+		"$PF_ORIGIN_URL" >"$T_TMP/probe-$1.out" 2>&1 &
+	PROBE=$!
+	sleep 2
+}
+probe_stop() {
+	sleep 2
+	kill -TERM $PROBE
+	wait $PROBE
+	PROBE_LINE=$(cat "$T_TMP/probe-$1.out")
+	OUTAGE=$(sed -n 's/.*outage_ms=\([0-9]*\).*/\1/p' <<<"$PROBE_LINE")
+	t_match "client probes succeed again ($1)" 'ok=[1-9]' \
+		"ok=$(tail -n 5 "$T_TMP/probe-$1.log" | grep -c ' ok ')"
+}
+
 t_lab_up
 
 P=px-tfo-1 PIP=10.77.1.170
@@ -92,22 +110,14 @@ t_match "the standby's definition: own MAC, role, mgmt on the command line" \
 	"pf.vm=$S1 pf.role=standby pf.mgmt=$MG1" "$(virsh -c $EU2 dumpxml $S1 | grep -o 'pf\.vm=.*</cmdline>')"
 
 # 2. host failure under a probing client
-ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-kill.log" $PIP 3128 \
-	"$PF_ORIGIN_URL" >"$T_TMP/probe-kill.out" 2>&1 &
-PROBE=$!
-sleep 2
+probe_start kill
 $LAB kill-host eu-1 >/dev/null
 t_wait 15 fo_is $P phase done && t_ok "fleetd promotes $S1" ||
 	t_fail "fleetd promotes $S1" "$("$FC" failovers; "$FC" events | tail -n 8)"
-sleep 2
-kill -TERM $PROBE
-wait $PROBE
-probe=$(cat "$T_TMP/probe-kill.out")
-outage=$(sed -n 's/.*outage_ms=\([0-9]*\).*/\1/p' <<<"$probe")
-t_diag "host kill, client view (new connection every 20 ms): $probe"
+probe_stop kill
+t_diag "host kill, client view (new connection every 20 ms): $PROBE_LINE"
 t_diag "fleetd: heartbeat_to_serving_ms=$(fof $P heartbeat_to_serving_ms) detect_to_serving_ms=$(fof $P detect_to_serving_ms)"
-t_match "client probes succeed again after the kill" 'ok=[1-9]' "ok=$(tail -n 5 "$T_TMP/probe-kill.log" | grep -c ' ok ')"
-t_le "client outage when the host dies (ms, limit $OUTAGE_LIMIT_MS)" "${outage:-99999}" $OUTAGE_LIMIT_MS
+t_le "client outage when the host dies (ms, limit $OUTAGE_LIMIT_MS)" "${OUTAGE:-99999}" $OUTAGE_LIMIT_MS
 t_match "the journal has heartbeat-to-serving" "served .*vm=$P standby=$S1 from=eu-1 to=eu-2 heartbeat_to_serving_ms=[0-9]+" \
 	"$("$FC" events | grep 'failover' | grep served)"
 t_wait 10 vm_is $S1 role primary && t_wait 10 vm_is $S1 bound True &&
@@ -148,20 +158,14 @@ ip netns exec pf-edge tshark -n -i br-eu -i br-us -a duration:40 -w "$T_TMP/part
 	>"$T_TMP/tshark.log" 2>&1 &
 TSH=$!
 t_wait 15 grep -q "Capturing on" "$T_TMP/tshark.log" || t_fail "tshark starts" "$(cat "$T_TMP/tshark.log")"
-ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-part.log" $PIP 3128 \
-	"$PF_ORIGIN_URL" >"$T_TMP/probe-part.out" 2>&1 &
-PROBE=$!
-sleep 2
+probe_start part
 $LAB isolate eu-2 >/dev/null
 t_wait 15 fo_is $S1 phase done && t_ok "fleetd promotes $S2 (cross-region)" ||
 	t_fail "fleetd promotes $S2" "$("$FC" failovers; "$FC" events | tail -n 8)"
-sleep 2
-kill -TERM $PROBE
-wait $PROBE
+probe_stop part
 kill -INT $TSH 2>/dev/null
 wait $TSH
-probe=$(cat "$T_TMP/probe-part.out")
-t_diag "partition, client view: $probe"
+t_diag "partition, client view: $PROBE_LINE"
 t_diag "fleetd: detect_to_serving_ms=$(fof $S1 detect_to_serving_ms)"
 t_match "the isolated agent fenced the primary's port" "fence host=eu-2 .*vm_ports_down=1" \
 	"$(grep 'fence host=eu-2' /run/proxyfleet-lab/agents/eu-2/netmigrated.log)"
@@ -188,20 +192,13 @@ t_match "$S2 has a standby again" "^$P-s[0-9]+$" "$S3"
 t_wait 90 vm_is "$S3" state running && MG3=$(vmf "$S3" mgmt) &&
 	t_wait 90 curl -sf --max-time 1 -o /dev/null "http://${MG3%/*}:9180/metrics" &&
 	t_ok "its standby $S3 runs proxyvmd" || t_fail "its standby $S3 runs proxyvmd" "$("$FC" vms)"
-ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-sw.log" $PIP 3128 \
-	"$PF_ORIGIN_URL" >"$T_TMP/probe-sw.out" 2>&1 &
-PROBE=$!
-sleep 2
+probe_start sw
 t_check "fleetctl switchover $S2" "$FC" switchover $S2
 t_wait 15 fo_is $S2 phase done && t_ok "switchover done" ||
 	t_fail "switchover done" "$("$FC" failovers; "$FC" events | tail -n 8)"
-sleep 2
-kill -TERM $PROBE
-wait $PROBE
-probe=$(cat "$T_TMP/probe-sw.out")
-outage=$(sed -n 's/.*outage_ms=\([0-9]*\).*/\1/p' <<<"$probe")
-t_diag "switchover, client view: $probe; fleetd detect_to_serving_ms=$(fof $S2 detect_to_serving_ms)"
-t_le "client outage in a switchover (ms, limit $OUTAGE_LIMIT_MS)" "${outage:-99999}" $OUTAGE_LIMIT_MS
+probe_stop sw
+t_diag "switchover, client view: $PROBE_LINE; fleetd detect_to_serving_ms=$(fof $S2 detect_to_serving_ms)"
+t_le "client outage in a switchover (ms, limit $OUTAGE_LIMIT_MS)" "${OUTAGE:-99999}" $OUTAGE_LIMIT_MS
 t_wait 10 vm_is "$S3" role primary && t_ok "$S3 is the primary" || t_fail "$S3 is the primary" "$("$FC" vms)"
 t_wait 30 vm_is "$S2" state "" && t_ok "the old primary $S2 is removed" ||
 	t_fail "the old primary $S2 is removed" "$("$FC" vms)"
