@@ -178,9 +178,12 @@ ctl_vjob_thread(void *arg)
 		goto out;
 	}
 	if (!(d = virDomainLookupByName(c, j->vm))) {
+		/* Removing or stopping what is not there is done; a lookup that
+		 * failed for another reason (a dying connection) is not. */
+		int gone = virGetLastErrorCode() == VIR_ERR_NO_DOMAIN;
+
 		ctl_virt_errmsg(j->error, sizeof(j->error));
-		/* Removing or stopping what is already gone is done. */
-		rc = j->kind == VJ_REMOVE || j->kind == VJ_DESTROY ? 0 : -1;
+		rc = gone && (j->kind == VJ_REMOVE || j->kind == VJ_DESTROY) ? 0 : -1;
 		goto out;
 	}
 	switch (j->kind) {
@@ -555,17 +558,33 @@ static void
 ctl_remove_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const char *error,
     int64_t took_ms)
 {
+	struct ctl_vm *vm = ctl_vm_find(&env->model, j->vm);
+
 	(void)arg;
 	ctl_journal(env, "standby", "%s vm=%s host=%s took_ms=%lld%s%s%s",
 	    ok ? "removed" : "remove-failed", j->vm, env->model.hosts[j->host].conf->name,
 	    (long long)took_ms, ok ? "" : " error=\"", ok ? "" : error, ok ? "" : "\"");
+	if (vm && ok && vm->host == j->host) {
+		ctl_vm_remove(&env->model, vm);	/* the listing would say so too */
+		ctl_model_tally(&env->model);
+	} else if (vm) {
+		vm->sb_retry_ms = clock_mono_ms() + 10000;
+	}
 	ctl_virt_refresh(env->virt, j->host);
 }
 
+/* Destroy and undefine vm's domain, on a host that answers and holds its
+ * lease (a host cut off is left alone: its agent fenced it, and a libvirt
+ * call on a connection keepalive is about to drop helps nothing). */
 int
 ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why)
 {
-	if (vm->host < 0 || ctl_vjob_busy(env, vm->name))
+	const struct ctl_host *h;
+
+	if (vm->host < 0 || ctl_vjob_busy(env, vm->name) || clock_mono_ms() < vm->sb_retry_ms)
+		return -1;
+	h = &env->model.hosts[vm->host];
+	if (!h->connected || !h->lease_ok || h->dead)
 		return -1;
 	log_info("remove vm=%s host=%s why=\"%s\"", vm->name, env->model.hosts[vm->host].conf->name,
 	    why);
@@ -660,7 +679,7 @@ ctl_standby_tick(struct fleetd *env)
 
 		if (rep->meta.role != ROLE_PRIMARY || !rep->meta.replaces[0] ||
 		    !(old = ctl_vm_find(m, rep->meta.replaces)) || old == rep || old->host < 0 ||
-		    !m->hosts[old->host].connected || old->failover || ctl_vjob_busy(env, old->name))
+		    old->failover)
 			continue;
 		snprintf(why, sizeof(why), "replaced by %s in a failover", rep->name);
 		ctl_vm_remove_domain(env, old, why);
@@ -674,8 +693,7 @@ ctl_standby_tick(struct fleetd *env)
 		 * died, or protection moved elsewhere). */
 		if (vm->meta.role == ROLE_STANDBY && vm->meta.peer[0] &&
 		    (sb = ctl_vm_find(m, vm->meta.peer)) && !sb->meta_pending &&
-		    strcmp(sb->meta.peer, vm->name) != 0 && m->hosts[vm->host].connected &&
-		    !sb->failover) {
+		    strcmp(sb->meta.peer, vm->name) != 0 && !sb->failover) {
 			ctl_vm_remove_domain(env, vm, "its primary has another standby");
 			continue;
 		}
@@ -684,10 +702,17 @@ ctl_standby_tick(struct fleetd *env)
 			continue;
 		sb = vm->meta.peer[0] ? ctl_vm_find(m, vm->meta.peer) : NULL;
 		if (sb && sb->host >= 0 && !m->hosts[sb->host].dead) {
-			/* Warm to hot: start it. */
-			if (vm->meta.protect == PROTECT_HOT && sb->state == VM_SHUTOFF &&
-			    !ctl_vjob_busy(env, sb->name) && ctl_host_usable(env, sb->host))
-				ctl_vjob(env, VJ_START, sb->host, sb->name, NULL, ctl_meta_done, NULL);
+			/* Warm to hot: start it; hot to warm: stop it, keep it defined. */
+			if (!ctl_vjob_busy(env, sb->name) && ctl_host_usable(env, sb->host) &&
+			    ((vm->meta.protect == PROTECT_HOT && sb->state == VM_SHUTOFF) ||
+			    (vm->meta.protect == PROTECT_WARM && sb->state == VM_RUNNING))) {
+				int start = vm->meta.protect == PROTECT_HOT;
+
+				log_info("standby %s vm=%s standby=%s mode=%s", start ? "start" : "stop",
+				    vm->name, sb->name, ctl_protect_name(vm->meta.protect));
+				ctl_vjob(env, start ? VJ_START : VJ_DESTROY, sb->host, sb->name, NULL,
+				    ctl_meta_done, NULL);
+			}
 			continue;
 		}
 		if (sb && sb->host >= 0 && m->hosts[sb->host].dead)

@@ -15,7 +15,10 @@
 #     fleetd but not from clients: its agent fences the primary's port before
 #     the standby on us-1 is promoted; tshark on the edge sees no frame from
 #     the old primary after the first one from the new (no two announcers);
-#     the IP is routed to us-1 (cross-region re-pointing).
+#     the IP is routed to us-1 (cross-region re-pointing);
+#  5. switchover: planned, the primary fenced first, under the probing client;
+#  6. warm standby: defined and shut off; when its primary's host dies it is
+#     booted, then promoted (the outage is the guest's boot).
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
@@ -40,6 +43,7 @@ for v in json.load(sys.stdin)["vms"]:
 state_is() { [ "$(virsh -q -c "$1" domstate "$2" 2>/dev/null)" = "$3" ]; }
 vm_is() { [ "$(vmf "$1" "$2")" = "$3" ]; }
 fo_is() { [ "$(fof "$1" "$2")" = "$3" ]; }
+host_uri_of() { case $1 in eu-1) echo "$EU1" ;; eu-2) echo "$EU2" ;; us-1) echo "$US1" ;; esac; }
 peer_set() { [ -n "$(vmf "$1" peer)" ]; }
 not_defined() { ! defined_on "$1" | tr ',' '\n' | grep -qx "$2"; }
 fof() {
@@ -85,7 +89,7 @@ cleanup() {
 	done
 }
 t_defer cleanup
-t_defer "$LAB rejoin eu-2 >/dev/null; $LAB revive-host eu-1 >/dev/null 2>&1"
+t_defer "$LAB rejoin eu-2 >/dev/null; for h in eu-1 eu-2 us-1; do $LAB revive-host \$h >/dev/null 2>&1; done"
 t_defer "R del pf:users >/dev/null; R incr pf:users:rev >/dev/null"
 
 t_check "VM $P starts on eu-1" $VM start eu-1 $P $PIP
@@ -202,6 +206,20 @@ t_le "client outage in a switchover (ms, limit $OUTAGE_LIMIT_MS)" "${OUTAGE:-999
 t_wait 10 vm_is "$S3" role primary && t_ok "$S3 is the primary" || t_fail "$S3 is the primary" "$("$FC" vms)"
 t_wait 30 vm_is "$S2" state "" && t_ok "the old primary $S2 is removed" ||
 	t_fail "the old primary $S2 is removed" "$("$FC" vms)"
+# 6. warm standby: defined, shut off; its failover boots it first.
+t_wait 90 peer_set $S3; S4=$(vmf $S3 peer)
+t_check "fleetctl protect $S3 --mode warm" "$FC" protect $S3 --mode warm
+t_wait 60 state_is "$(host_uri_of "$(vmf "$S4" host)")" "$S4" "shut off" &&
+	t_ok "$S3's standby $S4 is warm (defined, shut off)" ||
+	t_fail "$S3's standby $S4 is warm" "$("$FC" vms)"
+H3=$(vmf $S3 host)
+T0=$(date +%s%3N)
+$LAB kill-host "$H3" >/dev/null
+t_wait 120 fo_is $S3 phase done && t_ok "fleetd starts and promotes the warm $S4" ||
+	t_fail "fleetd promotes the warm $S4" "$("$FC" failovers; "$FC" events | tail -n 8)"
+t_wait 30 serves $PIP && t_ok "$PIP serves from the warm standby" || t_fail "$PIP serves from the warm standby"
+t_diag "warm failover: host kill to serving $(( $(date +%s%3N) - T0 )) ms (the guest boots first); fleetd detect_to_serving_ms=$(fof $S3 detect_to_serving_ms)"
+t_check "$H3 comes back" $LAB revive-host "$H3"
 t_no_sanitizer_report "no sanitizer report in fleetd or the agents" /run/proxyfleet-lab/fleetd/fleetd.log \
 	/run/proxyfleet-lab/agents/*/netmigrated.log
 t_done
