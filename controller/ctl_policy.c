@@ -54,7 +54,10 @@ ctl_policy_tick(struct fleetd *env)
 	int64_t now = clock_mono_ms();
 	int due = 0;
 
-	if (env->stopping || !env->conf->pol_rebalance || !rlink_is_up(env->redis)) {
+	/* Only the leader plans for real; a follower's window starts over
+	 * when it takes the lead, as after a Redis outage. */
+	if (env->stopping || !env->conf->pol_rebalance || !rlink_is_up(env->redis) ||
+	    !ctl_leader_is(env) || env->recon) {
 		ctl_policy_reset(env);	/* no telemetry, no policy: the window starts over */
 		return;
 	}
