@@ -66,7 +66,8 @@ ctl_api_json(struct evhttp_request *req, int code, cJSON *j)
 			s = t;
 			s[n++] = '\n';
 		}
-		ctl_api_send(req, code, code < 300 ? "OK" : "Error", "application/json", s, n);
+		ctl_api_send(req, code, code < 300 ? "OK" : code == 307 ? "Temporary Redirect" :
+		    "Error", "application/json", s, n);
 	} else {
 		ctl_api_send(req, 500, "Error", "application/json", oom, sizeof(oom) - 1);
 	}

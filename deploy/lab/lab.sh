@@ -81,13 +81,19 @@ state_pid() {
 	return 1
 }
 
-# spawn NAME LOG CMD...: start CMD in its own session, detached, and record
-# its PID. CMD must exec (not fork) so that the PID we record is the daemon's.
+# spawn NAME LOG CMD...: start CMD in its own session, detached, with only
+# stdin/stdout/stderr open, and record its PID. CMD must exec (not fork) so
+# that the PID we record is the daemon's.
 spawn() {
 	local name=$1 logf=$2 pidf
 	shift 2
 	pidf=$(mktemp "$STATE_DIR/.pid.XXXXXX")
-	setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" </dev/null >>"$logf" 2>&1 9<&- &
+	# Every descriptor above 2 is closed before the exec: a daemon that
+	# inherited the caller's lock (flock /tmp/pf-lab.lock make lab-up, or
+	# fd 9 of lab_lock) would hold it for the lab's whole life, and the
+	# next `flock ... make lab-down` would wait for it forever.
+	setsid bash -c 'echo $$ >"$0"; for f in /proc/$$/fd/*; do f=${f##*/}; [ "$f" -gt 2 ] && exec {f}>&-; done 2>/dev/null; exec "$@"' \
+		"$pidf" "$@" </dev/null >>"$logf" 2>&1 9<&- &
 	local i=0
 	while [ ! -s "$pidf" ]; do
 		i=$((i + 1))
