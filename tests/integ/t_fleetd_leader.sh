@@ -89,7 +89,7 @@ t_match "fleetctl status shows leader, epoch and this instance's role" \
 m=$(curl -s -H "Authorization: Bearer $TOKEN" $APIA/metrics; curl -s -H "Authorization: Bearer $TOKEN" $APIB/metrics)
 t_eq "metrics: fleetd_leader 1 on the leader, 0 on the follower" "fleetd_leader 1|fleetd_leader 0" "$(echo "$m" | grep '^fleetd_leader ' | paste -sd'|')"
 t_eq "metrics: both report the epoch" "fleetd_epoch $E1|fleetd_epoch $E1" "$(echo "$m" | grep '^fleetd_epoch ' | paste -sd'|')"
-t_match "leader journal: acquired with its epoch" "leader acquired instance=fleetd-a epoch=$E1" "$(FC --api $APIA events)"
+t_match "leader journal: acquired with its epoch" "leader +acquired instance=fleetd-a epoch=$E1" "$(FC --api $APIA events)"
 
 # --- kill -9 the leader: the follower takes over within 3 s ---
 t0=$(now_ms)
