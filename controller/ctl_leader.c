@@ -230,7 +230,11 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 		ctl_leader_arm(env);
 		return;
 	}
-	/* kind == 2: acquired with a fresh epoch. */
+	/* kind == 2: acquired with a fresh epoch. If we thought we held it,
+	 * our key vanished (Redis restarted empty, or flushed): what we were
+	 * doing belongs to the old epoch, so give it up before leading anew. */
+	if (l->held[0])
+		ctl_leader_step_down(env, "lease key vanished (Redis restarted or flushed?)");
 	if (until <= now) {
 		/* The reply took longer than the lease: by our count it has
 		 * already ended. Give it back rather than lead on borrowed time. */

@@ -79,7 +79,12 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 		vm->mem_bytes = d->mem_bytes;
 		vm->vcpus = d->vcpus;
 		if (d->state == VM_RUNNING) {
-			if (vm->host != host && vm->host >= 0 && !vm->migration && !was_new)
+			/* A follower cannot tell the leader's moves from others. */
+			if (vm->host != host && vm->host >= 0 && !vm->migration && !was_new &&
+			    !ctl_leader_is(env))
+				log_debug("moved vm=%s from=%s to=%s (seen by a follower)", vm->name,
+				    m->hosts[vm->host].conf->name, m->hosts[host].conf->name);
+			else if (vm->host != host && vm->host >= 0 && !vm->migration && !was_new)
 				ctl_journal(env, "vm", "moved vm=%s from=%s to=%s by=outside",
 				    vm->name, m->hosts[vm->host].conf->name, m->hosts[host].conf->name);
 			/* Remembered for a reconcile: the host it left may still
