@@ -40,7 +40,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CTL_RECON_ROUND_MS 1000
+#define CTL_RECON_ROUND_MS 1000	/* while a migration job runs */
+#define CTL_RECON_LIST_MS 200	/* while a host's first listing is on its way */
 #define CTL_RECON_HOST_WAIT_MS 10000	/* unconnected hosts, then go without them */
 #define CTL_RECON_JOB_MARGIN_MS 10000	/* beyond the migration timeout */
 #define CTL_RECON_ORDER_MS 3000
@@ -523,8 +524,11 @@ ctl_recon_on_scan(void *arg)
 		timed_out = 1;
 	else if (busy)
 		goto again;
-	if ((hosts_missing || unknown) && waited < CTL_RECON_HOST_WAIT_MS)
+	if ((hosts_missing || unknown) && waited < CTL_RECON_HOST_WAIT_MS) {
+		tv.tv_sec = 0;
+		tv.tv_usec = CTL_RECON_LIST_MS * 1000;
 		goto again;
+	}
 	ctl_recon_finish(env, s, waited, timed_out);
 	ctl_recon_scan_free(s);
 	ctl_recon_free(env);

@@ -82,6 +82,9 @@ t_match "307 body: JSON naming the leader" '"leader":"fleetd-a"' "$(cat "$T_TMP/
 t_eq "follower: GET /v1/migrations (the leader's state) redirects too" "307" \
 	"$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" $APIB/v1/migrations)"
 t_eq "follower: 401 before any redirect" 401 "$(curl -s -o /dev/null -w '%{http_code}' -X POST $APIB/v1/migrations)"
+# A new leader starts nothing until its reconcile is done (503 meanwhile).
+t_wait 10 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $APIA/v1/leader | grep -q '\"reconciling\":false'" ||
+	t_fail "fleetd-a's first reconcile ends" "$(leader_json $APIA)"
 out=$(FC --api $APIB migrate px-a --to eu-2 2>&1)
 t_match "fleetctl through the follower reaches the leader (its pre-check answers)" 'eu-2 has no live agent lease' "$out"
 t_match "fleetctl status shows leader, epoch and this instance's role" \
@@ -119,6 +122,7 @@ t_eq "still exactly one leader" "follower leader" "$(role $APIA) $(role $APIB)"
 R SET pf:host:eu-2:lease test PX 600000 >/dev/null
 t_wait 3 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $APIB/v1/hosts | tr -d ' \n' | grep -q '\"name\":\"eu-2\".*\"lease\":true'"
 R DEL pf:host:eu-2:orders >/dev/null
+t_wait 10 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $APIB/v1/leader | grep -q '\"reconciling\":false'"
 out=$(FC --api $APIB migrate px-a --to eu-2 --no-wait 2>&1)
 t_match "fleetd-b starts a migration (prepare ordered)" 'started: px-a -> eu-2' "$out"
 kill -STOP $B
