@@ -76,7 +76,8 @@ t_wait 90 sh -c "FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' --api ${API[$OTHER]} event
 	t_ok "new leader: reconcile done" || t_fail "new leader: reconcile done" "$(tail -n 20 $STATE_DIR/$OTHER/fleetd.log)"
 ev=$("$FC" --api ${API[$OTHER]} events --since 0)
 t_diag "$(grep -o 'reconcile done.*' <<<"$ev" | tail -n 1)"
-t_diag "$(grep -o "reconcile wait vm=$V.*" $STATE_DIR/$OTHER/fleetd.log | head -n 1)"
+t_match "the new leader found the dead one's migration job in libvirt and waited for it" \
+	"reconcile done epoch=$E2 .*waited_jobs=[1-9]" "$ev"
 on=""
 for h in eu-1 eu-2 us-1; do running_on $h $V && on+="$h "; done
 on=${on% }
