@@ -390,7 +390,8 @@ ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, i
 		log_error("reconcile: out of memory: the network is NOT reconciled");
 		return;
 	}
-	qsort(s->doms, (size_t)s->ndoms, sizeof(*s->doms), ctl_recon_cmp);
+	if (s->ndoms > 1)	/* no domains at all: doms is NULL, which qsort may not take */
+		qsort(s->doms, (size_t)s->ndoms, sizeof(*s->doms), ctl_recon_cmp);
 	for (int h = 0; h < s->nhosts; h++)
 		if (!s->host_ok[h])
 			ctl_journal(env, "vm", "reconcile host=%s skipped why=\"libvirt not connected\"",

@@ -668,7 +668,7 @@ cmd_status() {
 	for n in fleetd fleetd-b; do
 		a=$(fleetd_api "$n")
 		role=$(curl -sf -H "Authorization: Bearer $(lab_env_get PF_API_TOKEN)" "http://$a/v1/leader" 2>/dev/null |
-			grep -o '"role":"[a-z]*"' | cut -d'"' -f4)
+			grep -o '"role":"[a-z]*"' | cut -d'"' -f4) || true
 		echo "controller $n: http://$a ${role:-not running}"
 	done
 	if redis_ping 2>/dev/null; then v=yes; else v=no; fi
