@@ -66,7 +66,8 @@ ctl_api_json(struct evhttp_request *req, int code, cJSON *j)
 			s = t;
 			s[n++] = '\n';
 		}
-		ctl_api_send(req, code, code < 300 ? "OK" : "Error", "application/json", s, n);
+		ctl_api_send(req, code, code < 300 ? "OK" : code == 307 ? "Temporary Redirect" :
+		    "Error", "application/json", s, n);
 	} else {
 		ctl_api_send(req, 500, "Error", "application/json", oom, sizeof(oom) - 1);
 	}
@@ -246,6 +247,16 @@ ctl_api_metrics(struct ctl_api *api, struct evhttp_request *req)
 	    "# TYPE fleetd_last_failover_seconds gauge\nfleetd_last_failover_seconds %.3f\n",
 	    (unsigned long long)st->failovers, (unsigned long long)st->switchovers,
 	    (unsigned long long)st->failovers_failed, (double)st->last_failover_ms / 1000.0);
+	{
+		int me = ctl_leader_is(env);
+
+		evbuffer_add_printf(b, "# HELP fleetd_leader Whether this instance leads the fleet.\n"
+		    "# TYPE fleetd_leader gauge\nfleetd_leader %d\n"
+		    "# HELP fleetd_epoch The leader's fencing token as this instance knows it "
+		    "(0: unknown).\n# TYPE fleetd_epoch gauge\nfleetd_epoch %llu\n", me,
+		    (unsigned long long)(me ? env->lead.epoch : ctl_leader_url(env) ?
+		    env->lead.seen_epoch : 0));
+	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
@@ -318,8 +329,8 @@ ctl_api_migrate(struct ctl_api *api, struct evhttp_request *req)
 	} else if (ctl_mig_start(api->env, vm, to, reason ? reason : "operator", 0, &id, why,
 	    sizeof(why)) < 0) {
 		int code = strncmp(why, "no VM", 5) == 0 || strncmp(why, "no host", 7) == 0 ? 404 :
-		    strcmp(why, "out of memory") == 0 ? 500 : strcmp(why, "fleetd is stopping") == 0 ?
-		    503 : 409;
+		    strcmp(why, "out of memory") == 0 ? 500 : strncmp(why, "fleetd is ", 10) == 0 ||
+		    strncmp(why, "this fleetd is not", 18) == 0 ? 503 : 409;
 
 		ctl_api_error(req, code, "%s", why);
 	} else {
@@ -411,6 +422,57 @@ ctl_api_region_target(struct ctl_api *api, struct evhttp_request *req, const cha
 	cJSON_Delete(body);
 }
 
+/*
+ * What only the leader can answer: every change, and the state that lives
+ * in the leader alone (its migrations, its plan, its journal). Hosts, VMs,
+ * metrics and /v1/leader come from any instance's own model.
+ */
+static int
+ctl_api_leader_only(enum evhttp_cmd_type method, const char *path)
+{
+	return method != EVHTTP_REQ_GET || strncmp(path, "/v1/migrations", 14) == 0 ||
+	    strcmp(path, "/v1/events") == 0 || strcmp(path, "/v1/plan") == 0 ||
+	    strcmp(path, "/v1/failovers") == 0;
+}
+
+/* A follower's answer to what only the leader can do: 307 to the leader,
+ * or 503 naming who we know when the leader is unknown. 1 when answered. */
+static int
+ctl_api_follower(struct ctl_api *api, struct evhttp_request *req, enum evhttp_cmd_type method,
+    const char *path)
+{
+	struct fleetd *env = api->env;
+	const char *url = ctl_leader_url(env), *uri = evhttp_request_get_uri(req);
+	char loc[1024];
+	size_t n;
+	cJSON *j;
+
+	if (ctl_leader_is(env) || !ctl_api_leader_only(method, path))
+		return 0;
+	if (!url) {
+		if (method == EVHTTP_REQ_GET)
+			return 0;	/* reads: what we have beats nothing */
+		log_info("api refused path=%s reason=\"not the leader, leader unknown\"", path);
+		ctl_api_error(req, 503, "this fleetd (%s) is not the leader and no leader is known "
+		    "now (pf:ctl:leader absent or unreadable); try again in a few seconds",
+		    env->lead.instance);
+		return 1;
+	}
+	n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	snprintf(loc, sizeof(loc), "%.*s%s", (int)n, url, uri ? uri : path);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc);
+	j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "error", "not the leader: ask the leader");
+	cJSON_AddStringToObject(j, "leader", env->lead.seen_id);
+	cJSON_AddNumberToObject(j, "epoch", (double)env->lead.seen_epoch);
+	cJSON_AddStringToObject(j, "location", loc);
+	log_debug("api redirect method=%d path=%s to=%s", (int)method, path, loc);
+	ctl_api_json(req, 307, j);
+	return 1;
+}
+
 /* "/v1/hosts/eu-1/drain" -> name "eu-1", action "drain". */
 static int
 ctl_api_split(const char *path, const char *prefix, char *name, size_t namelen, const char **rest)
@@ -459,8 +521,12 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		ctl_api_error(req, 401, "missing or wrong bearer token");
 		return;
 	}
+	if (ctl_api_follower(api, req, method, path))
+		return;
 	if (strcmp(path, "/metrics") == 0 && is_get) {
 		ctl_api_metrics(api, req);
+	} else if (strcmp(path, "/v1/leader") == 0 && is_get) {
+		ctl_api_json(req, 200, ctl_leader_json(env));
 	} else if (strcmp(path, "/v1/hosts") == 0 && is_get) {
 		ctl_api_json(req, 200, ctl_api_hosts(env));
 	} else if (strcmp(path, "/v1/vms") == 0 && is_get) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CTL_MAX_SECTIONS 100000
 
@@ -116,6 +117,9 @@ static const struct conf_key ctl_keys[] = {
 	{ "fleetd", "tick", CONF_MS, F(tick_ms), 100, 60000, NULL },
 	{ "fleetd", "stale_after", CONF_MS, F(stale_ms), 1000, 3600000, NULL },
 	{ "fleetd", "log_level", CONF_FUNC, F(log_level), 0, 0, conf_parse_log_level },
+	{ "fleetd", "instance", CONF_STR, F(instance), 0, CTL_NAME_MAX, NULL },
+	{ "fleetd", "api_url", CONF_STR, F(api_url), 0, 256, NULL },
+	{ "fleetd", "leader_lease", CONF_MS, F(leader_lease_ms), 400, 60000, NULL },
 	{ "migration", "max_concurrent", CONF_INT, F(mig_max_concurrent), 1, 64, NULL },
 	{ "migration", "max_per_host", CONF_INT, F(mig_max_per_host), 1, 16, NULL },
 	{ "migration", "bandwidth", CONF_INT, F(mig_bandwidth), 0, 100000, NULL },
@@ -159,6 +163,21 @@ ctl_conf_validate(struct ctl_conf *c, const char *path, char *err, size_t errlen
 		snprintf(err, errlen, "%s: [fleetd] tls_cert and tls_key go together", path);
 		return -1;
 	}
+	/* The lease value is "<instance> <epoch> <api_url>": no spaces inside. */
+	if (strpbrk(c->instance, " \t") || strpbrk(c->api_url, " \t")) {
+		snprintf(err, errlen, "%s: [fleetd] instance and api_url cannot contain spaces", path);
+		return -1;
+	}
+	if (!c->instance[0]) {
+		char host[48] = "fleetd";
+
+		gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+		snprintf(c->instance, sizeof(c->instance), "%s-%d", host, (int)getpid());
+	}
+	if (!c->api_url[0])
+		snprintf(c->api_url, sizeof(c->api_url), "%s://%s", c->tls_cert[0] ? "https" : "http",
+		    c->api_listen);
 	if (c->pol_target_pct >= c->pol_high_pct) {
 		snprintf(err, errlen, "%s: [policy] target (%lld) must be below high_water (%lld)",
 		    path, c->pol_target_pct, c->pol_high_pct);
@@ -197,6 +216,7 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	str_copy(c->log_level, "info", sizeof(c->log_level));
 	c->tick_ms = 1000;
 	c->stale_ms = 5000;
+	c->leader_lease_ms = 2000;
 	c->mig_max_concurrent = 2;
 	c->mig_max_per_host = 1;
 	c->mig_max_downtime_ms = 300;

@@ -2,7 +2,8 @@
  * ctl_conf.h: fleetd's configuration file.
  *
  *   [fleetd]            api_listen, api_token, tls_cert, tls_key, redis,
- *                       redis_password, tick, log_level, stale_after
+ *                       redis_password, tick, log_level, stale_after,
+ *                       instance, api_url, leader_lease
  *   [migration]         max_concurrent, max_per_host, bandwidth, max_downtime,
  *                       timeout, auto_converge, compressed, postcopy, cooldown
  *   [policy]            rebalance, high_water, target, window, geo, geo_max_moves
@@ -52,6 +53,9 @@ struct ctl_conf {
 	long long tick_ms;
 	long long stale_ms;	/* telemetry older than this is stale */
 	char log_level[16];
+	char instance[CTL_NAME_MAX];	/* this fleetd's name in the leader lease */
+	char api_url[256];	/* where other fleetds send clients to reach this one */
+	long long leader_lease_ms;	/* the leader lease; renewed every lease/4 */
 	/* [migration] */
 	long long mig_max_concurrent;
 	long long mig_max_per_host;

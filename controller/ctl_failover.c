@@ -492,7 +492,10 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 			host->fo_lease_ms = reply->integer;
 		return;
 	}
-	if (reply->integer != -2 || !host->fo_seen || host->dead || host->fo_probing)
+	/* Every instance follows the leases, so a new leader knows them at
+	 * once; only the leader acts on a loss. */
+	if (reply->integer != -2 || !host->fo_seen || host->dead || host->fo_probing ||
+	    !ctl_leader_is(env) || env->recon)
 		return;
 	for (int h = 0; h < env->model.nhosts; h++)
 		missing += env->model.hosts[h].fo_seen && env->model.hosts[h].fo_expiry_ms <= now;

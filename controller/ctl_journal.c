@@ -2,7 +2,7 @@
  * ctl_journal.c: the controller's journal. Every action becomes one event:
  * a log line, an entry in an in-memory ring (what the API and `fleetctl
  * events` read, so they work while Redis is down), and an entry in the
- * capped Redis stream pf:events for other consumers.
+ * capped Redis stream pf:events for other consumers (the leader's only).
  */
 #include "controller/fleetd.h"
 #include "common/log.h"
@@ -36,7 +36,9 @@ ctl_journal(struct fleetd *env, const char *type, const char *fmt, ...)
 	va_end(ap);
 	log_info("%s %s", type, e->text);
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)e->seq);
-	if (env->redis)
+	/* Only the leader writes the shared journal: a follower's view (its
+	 * own libvirt observations, its step-down) stays in its log and ring. */
+	if (env->redis && ctl_leader_is(env))
 		rlink_command(env->redis, NULL, NULL,
 		    "XADD pf:events MAXLEN ~ 100000 * seq %s ts_ms %lld type %s text %s", seq,
 		    (long long)e->ts_ms, e->type, e->text);

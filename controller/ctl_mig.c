@@ -521,8 +521,8 @@ ctl_mig_order(struct ctl_mig *m, int host_or_edge, const char *agent, const char
 	    c) < 0) {
 		free(c);
 		m->orders_failed++;
-		log_warnx("cannot send order migration=%u agent=%s op=%s vm=%s: redis down", m->id,
-		    agent, op, m->vm);
+		log_warnx("cannot send order migration=%u agent=%s op=%s vm=%s: %s", m->id,
+		    agent, op, m->vm, ctl_leader_is(env) ? "redis down" : "not the leader");
 		return -1;
 	}
 	c->id = m->id;
@@ -618,6 +618,17 @@ ctl_mig_on_msg(void *arg)
 		m->thread_running = 0;
 	}
 	m->job = NULL;
+	if (!ctl_mig_live(m)) {
+		/* Given up when this fleetd stepped down: the leader owns the
+		 * outcome now. Say what libvirt did, act on nothing. */
+		log_info("migration result after step-down id=%u vm=%s ok=%d dst_running=%d "
+		    "src_running=%d libvirt_ms=%lld error=\"%s\" (left to the leader)", m->id, m->vm,
+		    msg->ok, msg->dst_running, msg->src_running,
+		    (long long)(clock_mono_ms() - m->t_job), msg->error);
+		free(j);
+		free(msg);
+		return;
+	}
 	m->libvirt_ms = clock_mono_ms() - m->t_job;
 	str_copy(m->postcopy, j->postcopy_note, sizeof(m->postcopy));
 	if (msg->ok) {
@@ -748,6 +759,14 @@ ctl_mig_start(struct fleetd *env, const char *vmname, const char *dest, const ch
 	}
 	if (env->stopping) {
 		snprintf(why, whylen, "fleetd is stopping");
+		return -1;
+	}
+	if (!ctl_leader_is(env)) {
+		snprintf(why, whylen, "this fleetd is not the leader");
+		return -1;
+	}
+	if (env->recon) {
+		snprintf(why, whylen, "fleetd is reconciling after a takeover; try again shortly");
 		return -1;
 	}
 	ctl_mig_limits(env, policy, &lim);
@@ -965,12 +984,24 @@ ctl_mig_tick(struct fleetd *env)
 			ctl_mig_try_done(m);
 		}
 	}
-	if (env->stopping)
-		return;	/* no new work while stopping */
+	if (env->stopping || !ctl_leader_is(env) || env->recon)
+		return;	/* no new work while stopping, following or reconciling */
 	ctl_model_tally(mo);
 	for (int h = 0; h < mo->nhosts; h++)
 		if (mo->hosts[h].draining)
 			ctl_drain_host(env, h);
+}
+
+void
+ctl_mig_abandon(struct fleetd *env, const char *why)
+{
+	char err[200];
+
+	snprintf(err, sizeof(err), "given up: %s (the libvirt job runs on; the next leader "
+	    "reconciles)", why);
+	for (struct ctl_mig *m = env->migs; m; m = m->next)
+		if (ctl_mig_live(m))
+			ctl_mig_finish(m, MIG_FAILED, err);
 }
 
 void

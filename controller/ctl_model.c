@@ -252,6 +252,7 @@ ctl_vm_get(struct ctl_model *m, const char *name)
 		return NULL;
 	str_copy(vm->name, name, sizeof(vm->name));
 	vm->host = -1;
+	vm->prev_host = -1;
 	vm->mig_dst = -1;
 	memmove(&m->vms[pos + 1], &m->vms[pos], (size_t)(m->nvms - pos) * sizeof(*m->vms));
 	m->vms[pos] = vm;

@@ -78,6 +78,7 @@ struct ctl_vm {
 	uint64_t mem_bytes;
 	int vcpus;
 	int64_t seen_ms;	/* last time a domain list showed it */
+	int prev_host;		/* where libvirt listed it running before, -1 none */
 
 	/* telemetry */
 	int64_t tel_ms;		/* writer's timestamp of the last sample */

@@ -4,7 +4,8 @@
  *
  * An order is one entry in the agent's stream pf:host:<agent>:orders; the
  * agent acks it in pf:acks with its own timing (docs/redis-keys.md); an
- * absent field is sent empty. fleetd
+ * absent field is sent empty, and every order carries the leader's epoch
+ * (ctl_leader.c), the fencing token the agents check. fleetd
  * reads pf:acks on a second Redis link with XREAD BLOCK, so an ack wakes it
  * at once instead of at the next tick; each waiting order has its own
  * timeout event and one completion call, whichever comes first.
@@ -81,6 +82,13 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	size_t n = 0;
 
+	/* The fence: only the leader writes orders, each with its epoch, so an
+	 * agent that has seen a newer leader refuses what an old one sends. */
+	if (!ctl_leader_is(env)) {
+		log_warnx("order not sent agent=%s op=%s vm=%s: this instance (%s) is not the leader",
+		    agent, op, vm->name, env->lead.instance);
+		return -1;
+	}
 	/* Host routes are /32 and /128: the agents take bare addresses. */
 	for (int i = 0; i < vm->meta.nips; i++)
 		n += (size_t)snprintf(ips + n, sizeof(ips) - n, "%s%.*s", i ? "," : "",
@@ -91,8 +99,9 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 	if (!w)
 		return -1;
 	if (rlink_command(env->redis, NULL, NULL,
-	    "XADD pf:host:%s:orders MAXLEN ~ 1000 * id %s op %s vm %s ips %s mac %s dev %s via %s",
-	    agent, id, op, vm->name, ips, vm->mac, dev ? dev : "", via ? via : "") < 0) {
+	    "XADD pf:host:%s:orders MAXLEN ~ 1000 * id %s op %s vm %s ips %s mac %s dev %s via %s "
+	    "epoch %llu", agent, id, op, vm->name, ips, vm->mac, dev ? dev : "", via ? via : "",
+	    (unsigned long long)env->lead.epoch) < 0) {
 		free(w);
 		return -1;
 	}

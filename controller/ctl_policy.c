@@ -189,7 +189,9 @@ ctl_policy_geo(struct fleetd *env)
 void
 ctl_policy_tick(struct fleetd *env)
 {
-	if (env->stopping || !rlink_is_up(env->redis)) {
+	/* Only the leader plans for real; a follower's window starts over
+	 * when it takes the lead, as after a Redis outage. */
+	if (env->stopping || !rlink_is_up(env->redis) || !ctl_leader_is(env) || env->recon) {
 		ctl_policy_reset(env);	/* no telemetry, no policy: the window starts over */
 		return;
 	}

@@ -672,6 +672,9 @@ ctl_standby_tick(struct fleetd *env)
 
 	if (rlink_is_up(env->redis))
 		rlink_command(env->redis, ctl_users_rev_cb, env, "MGET pf:users:rev pf:users:rev_ms");
+	/* Only the leader makes, starts, stops and removes domains. */
+	if (!ctl_leader_is(env) || env->recon)
+		return;
 	/* Copies some failover replaced, on hosts that answer again. */
 	for (int i = 0; i < m->nvms; i++) {
 		struct ctl_vm *rep = m->vms[i], *old;

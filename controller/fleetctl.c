@@ -1,7 +1,7 @@
 /*
  * fleetctl.c: the operator's command-line client for fleetd's API.
  *
- *   fleetctl status | hosts | vms | migrations
+ *   fleetctl status | hosts | vms | migrations | leader
  *   fleetctl migrate VM --to HOST [--reason TEXT] [--no-wait]
  *   fleetctl cancel ID
  *   fleetctl drain HOST [--wait] | undrain HOST
@@ -14,6 +14,11 @@
  * out), --insecure (HTTPS without certificate checks, lab only).
  * Exit status 0 on success, 1 with a one-line reason on failure, 2 on
  * usage errors. A CLI may block, so this uses plain libcurl calls.
+ *
+ * A fleetd that is not the leader answers what only the leader can do with
+ * 307 and the leader's URL; fleetctl follows (same method, body and token:
+ * the leader's URL comes from the fleet's own Redis) and keeps talking to
+ * the leader for the rest of the command.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -26,8 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#define FC_MAX_REDIRECTS 2
+
 struct fc {
 	const char *api;
+	char api_buf[512];	/* the leader's base URL after a redirect */
 	char token[256];
 	int json, insecure;
 	CURL *curl;
@@ -80,7 +88,11 @@ fc_call(struct fc *c, const char *method, const char *path, const char *body, lo
 	struct fc_buf b = { 0 };
 	CURLcode rc;
 	cJSON *j;
+	int hops = 0;
 
+again:
+	hdr = NULL;
+	memset(&b, 0, sizeof(b));
 	snprintf(url, sizeof(url), "%s%s", c->api, path);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
 	hdr = curl_slist_append(hdr, auth);
@@ -106,6 +118,23 @@ fc_call(struct fc *c, const char *method, const char *path, const char *body, lo
 		fc_die("cannot reach fleetd at %s: %s", c->api, curl_easy_strerror(rc));
 	}
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, code);
+	if ((*code == 307 || *code == 308) && hops < FC_MAX_REDIRECTS) {
+		char *loc = NULL;
+		size_t ll, pl = strlen(path);
+
+		curl_easy_getinfo(c->curl, CURLINFO_REDIRECT_URL, &loc);
+		/* The leader's base is the Location without our path. */
+		if (loc && (strncmp(loc, "http://", 7) == 0 || strncmp(loc, "https://", 8) == 0) &&
+		    (ll = strlen(loc)) > pl && strcmp(loc + ll - pl, path) == 0 &&
+		    ll - pl < sizeof(c->api_buf)) {
+			memcpy(c->api_buf, loc, ll - pl);
+			c->api_buf[ll - pl] = '\0';
+			c->api = c->api_buf;
+			free(b.p);
+			hops++;
+			goto again;
+		}
+	}
 	j = b.p ? cJSON_Parse(b.p) : NULL;
 	if (!j)
 		fc_die("fleetd answered %ld with no JSON: %.200s", *code, b.p ? b.p : "");
@@ -171,9 +200,25 @@ fc_rate(double bps, char *buf, size_t len)
 
 /* ----- commands --------------------------------------------------------- */
 
+/* "leader fleetd-a (epoch 3, http://...); this instance fleetd-b: follower" */
+static void
+fc_leader_line(cJSON *l)
+{
+	const char *who = fc_s(l, "leader");
+
+	if (*who)
+		printf("leader %s (epoch %.0f, %s); this instance %s: %s%s\n", who,
+		    fc_n(l, "epoch"), fc_s(l, "leader_url"), fc_s(l, "instance"), fc_s(l, "role"),
+		    cJSON_IsTrue(cJSON_GetObjectItem(l, "reconciling")) ? ", reconciling" : "");
+	else
+		printf("leader unknown (no live lease); this instance %s: %s\n", fc_s(l, "instance"),
+		    fc_s(l, "role"));
+}
+
 static int
 fc_status(struct fc *c, int hosts, int vms)
 {
+	cJSON *l = hosts && vms ? fc_ok(c, "GET", "/v1/leader", NULL) : NULL;
 	cJSON *h = hosts ? fc_ok(c, "GET", "/v1/hosts", NULL) : NULL;
 	cJSON *v = vms ? fc_ok(c, "GET", "/v1/vms", NULL) : NULL;
 	cJSON *it;
@@ -182,6 +227,8 @@ fc_status(struct fc *c, int hosts, int vms)
 	if (c->json) {
 		cJSON *o = cJSON_CreateObject();
 
+		if (l)
+			cJSON_AddItemToObject(o, "leader", l);
 		if (h)
 			cJSON_AddItemToObject(o, "hosts", h);
 		if (v)
@@ -189,6 +236,11 @@ fc_status(struct fc *c, int hosts, int vms)
 		fc_print_json(o);
 		cJSON_Delete(o);
 		return 0;
+	}
+	if (l) {
+		fc_leader_line(l);
+		putchar('\n');
+		cJSON_Delete(l);
 	}
 	if (h) {
 		printf("%-12s %-8s %-10s %-12s %4s %8s %6s %12s %6s\n", "HOST", "REGION", "HEALTH",
@@ -618,7 +670,8 @@ fc_usage(void)
 {
 	fprintf(stderr,
 	    "usage: fleetctl [--api URL] [--token T | --token-file F] [--json] [--insecure] CMD\n"
-	    "  status                     hosts and VMs as tables\n"
+	    "  status                     the leader, hosts and VMs as tables\n"
+	    "  leader                     which instance leads, its epoch, this one's role\n"
 	    "  hosts | vms | migrations   one table (or JSON)\n"
 	    "  migrate VM --to HOST [--reason TEXT] [--no-wait]\n"
 	    "  cancel ID                  abort a running migration\n"
@@ -699,6 +752,17 @@ main(int argc, char **argv)
 	if (!strcmp(cmd, "status")) {
 		ARGS(0);
 		rc = fc_status(&c, 1, 1);
+	} else if (!strcmp(cmd, "leader")) {
+		cJSON *l;
+
+		ARGS(0);
+		l = fc_ok(&c, "GET", "/v1/leader", NULL);
+		if (c.json)
+			fc_print_json(l);
+		else
+			fc_leader_line(l);
+		cJSON_Delete(l);
+		rc = 0;
 	} else if (!strcmp(cmd, "hosts")) {
 		ARGS(0);
 		rc = fc_status(&c, 1, 0);

@@ -80,9 +80,18 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 		vm->mem_bytes = d->mem_bytes;
 		vm->vcpus = d->vcpus;
 		if (d->state == VM_RUNNING) {
-			if (vm->host != host && vm->host >= 0 && !vm->migration && !was_new)
+			/* A follower cannot tell the leader's moves from others. */
+			if (vm->host != host && vm->host >= 0 && !vm->migration && !was_new &&
+			    !ctl_leader_is(env))
+				log_debug("moved vm=%s from=%s to=%s (seen by a follower)", vm->name,
+				    m->hosts[vm->host].conf->name, m->hosts[host].conf->name);
+			else if (vm->host != host && vm->host >= 0 && !vm->migration && !was_new)
 				ctl_journal(env, "vm", "moved vm=%s from=%s to=%s by=outside",
 				    vm->name, m->hosts[vm->host].conf->name, m->hosts[host].conf->name);
+			/* Remembered for a reconcile: the host it left may still
+			 * route its IPs if whoever moved it died before withdrawing. */
+			if (vm->host != host && vm->host >= 0)
+				vm->prev_host = vm->host;
 			vm->host = host;
 			vm->state = VM_RUNNING;
 		} else if (!d->migrating_in && (vm->host == host || vm->host < 0)) {
@@ -132,6 +141,7 @@ fleetd_redis_state(struct rlink *rl, int up, const char *why, void *arg)
 	if (up) {
 		log_info("redis up: %s", why);
 		ctl_region_redis_up(env);
+		ctl_leader_poll(env);
 	} else
 		log_warnx("redis down: %s (telemetry and orders wait; retrying)", why);
 }
@@ -141,6 +151,7 @@ fleetd_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct fleetd *env = arg;
 	static int64_t stop_since;
+	static int leaving;
 
 	(void)fd;
 	(void)what;
@@ -152,8 +163,11 @@ fleetd_tick(evutil_socket_t fd, short what, void *arg)
 	if (env->stopping) {
 		if (!stop_since)
 			stop_since = clock_mono_ms();
-		if (env->mig_in_flight == 0 || clock_mono_ms() - stop_since > FLEETD_DRAIN_STOP_MS)
-			event_base_loopexit(env->base, NULL);
+		if (!leaving && (env->mig_in_flight == 0 ||
+		    clock_mono_ms() - stop_since > FLEETD_DRAIN_STOP_MS)) {
+			leaving = 1;
+			ctl_leader_release_and_exit(env);	/* a follower takes over at once */
+		}
 	}
 }
 
@@ -190,6 +204,8 @@ fleetd_same_topology(const struct ctl_conf *a, const struct ctl_conf *b)
 		    strcmp(a->hosts[i].region, b->hosts[i].region))
 			return 0;
 	return strcmp(a->redis, b->redis) == 0 && strcmp(a->api_listen, b->api_listen) == 0 &&
+	    strcmp(a->instance, b->instance) == 0 && strcmp(a->api_url, b->api_url) == 0 &&
+	    a->leader_lease_ms == b->leader_lease_ms &&
 	    strcmp(a->redis_password, b->redis_password) == 0 &&
 	    strcmp(a->tls_cert, b->tls_cert) == 0 && strcmp(a->tls_key, b->tls_key) == 0;
 }
@@ -207,8 +223,9 @@ fleetd_on_hup(void *arg)
 		return;
 	}
 	if (!fleetd_same_topology(env->conf, nc)) {
-		log_warnx("reload refused: hosts, regions, redis, its password, the API address or "
-		    "TLS files changed (restart fleetd for that); keeping the running configuration");
+		log_warnx("reload refused: hosts, regions, redis, its password, the API address, "
+		    "TLS files, instance, api_url or leader_lease changed (restart fleetd for that); "
+		    "keeping the running configuration");
 		ctl_conf_free(nc);
 		return;
 	}
@@ -286,6 +303,8 @@ main(int argc, char **argv)
 	if (!env.virt)
 		fatalx("libvirt: %s", err);
 	ctl_failover_start(&env);
+	if (ctl_leader_start(&env, err, sizeof(err)) < 0)
+		fatalx("leader: %s", err);
 	env.api = ctl_api_start(&env, err, sizeof(err));
 	if (!env.api)
 		fatalx("api: %s", err);
@@ -295,9 +314,9 @@ main(int argc, char **argv)
 	tick.tv_usec = (env.conf->tick_ms % 1000) * 1000;
 	if (!env.sig || !env.tick || event_add(env.tick, &tick) < 0)
 		fatalx("cannot set up the event loop");
-	log_info("start hosts=%d regions=%d api=%s%s redis=%s pid=%d", env.conf->nhosts,
-	    env.conf->nregions, env.conf->tls_cert[0] ? "https://" : "http://",
-	    env.conf->api_listen, env.conf->redis, (int)getpid());
+	log_info("start hosts=%d regions=%d api=%s%s redis=%s instance=%s pid=%d",
+	    env.conf->nhosts, env.conf->nregions, env.conf->tls_cert[0] ? "https://" : "http://",
+	    env.conf->api_listen, env.conf->redis, env.conf->instance, (int)getpid());
 
 	event_base_dispatch(env.base);
 
@@ -305,6 +324,7 @@ main(int argc, char **argv)
 	env.stopping = 1;
 	ctl_mig_shutdown(&env);
 	ctl_vjob_shutdown(&env);
+	ctl_recon_stop(&env);	/* its thread uses the libvirt connections */
 	if ((stuck = ctl_virt_stop(env.virt)) > 0) {
 		/* Threads still in libvirt may post at any moment: free nothing. */
 		log_warnx("stopped, leaving %d host thread(s) inside libvirt connects", stuck);
@@ -314,6 +334,7 @@ main(int argc, char **argv)
 	ctl_post_free(env.post);
 	ctl_mig_free_all(&env);
 	ctl_order_stop(&env);
+	ctl_leader_free(&env);
 	ctl_api_free(env.api);
 	rlink_free(env.redis);
 	ctl_failover_stop(&env);

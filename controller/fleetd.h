@@ -12,6 +12,7 @@
  *   ctl_geo     geographic planner     ctl_region  region targets (Redis, API)
  *   ctl_standby standby replicas       ctl_failover dead hosts, promotion
  *   ctl_xml     standby domain XML
+ *   ctl_leader  leader lease + epoch   ctl_recon   reconcile after a takeover
  */
 #ifndef FLEETD_H
 #define FLEETD_H
@@ -29,6 +30,7 @@ struct ctl_post;
 struct ctl_virt;
 struct ctl_api;
 struct ctl_mig;
+struct ctl_recon;
 struct cJSON;
 struct ctl_vjob;
 struct ctl_fo;
@@ -56,6 +58,30 @@ struct ctl_stats {
 	uint64_t orders_sent, acks_ok, acks_err;
 	uint64_t failovers, failovers_failed, switchovers;
 	int64_t last_failover_ms;	/* heartbeat to serving of the last failover */
+};
+
+/*
+ * Leadership (ctl_leader.c). Several fleetds may run; one holds the Redis
+ * lease pf:ctl:leader = "<instance> <epoch> <api_url>" and only it starts
+ * work and writes orders. The others keep their model and serve reads.
+ */
+struct ctl_lead {
+	char instance[CTL_NAME_MAX];
+	char api_url[256];
+	char held[400];		/* our value of pf:ctl:leader while we lead, "" otherwise */
+	uint64_t epoch;		/* our fencing token while we lead */
+	int64_t deadline_ms;	/* mono: the last good renewal's send time + lease */
+	int64_t sent_ms;	/* mono: when the poll in flight was sent */
+	int polling;		/* a lease script is in flight */
+	int64_t since_wall_ms;	/* when we became leader */
+	uint64_t takeovers;	/* times this instance became leader */
+	/* the leader as the last poll saw it (us included) */
+	char seen_id[CTL_NAME_MAX];
+	char seen_url[256];
+	uint64_t seen_epoch;
+	int64_t seen_ms;	/* mono, 0 = never */
+	struct event *poll_ev;	/* every lease/4 */
+	struct event *deadline_ev;	/* the lease's end, as we count it */
 };
 
 struct fleetd {
@@ -103,6 +129,9 @@ struct fleetd {
 	int64_t geo_read_ms;	/* when the read was sent (monotonic) */
 
 	struct ctl_stats stats;
+
+	struct ctl_lead lead;
+	struct ctl_recon *recon;	/* a reconcile in progress, NULL when none */
 };
 
 /* ctl_journal.c: record an event (log line, memory ring, pf:events). */
@@ -206,6 +235,31 @@ void ctl_failover_stop(struct fleetd *env);
 /* Planned: fence the primary, promote its hot standby. */
 int ctl_switchover(struct fleetd *env, const char *vm, char *why, size_t whylen);
 struct cJSON *ctl_failover_json(struct fleetd *env);
+
+/* ctl_leader.c: the leader lease and its fencing token. */
+int ctl_leader_start(struct fleetd *env, char *err, size_t errlen);
+/* Leader now, by the clock (a process that was stopped knows at once). */
+int ctl_leader_is(const struct fleetd *env);
+/* The leader's API URL as last seen, or NULL when unknown or ourselves. */
+const char *ctl_leader_url(const struct fleetd *env);
+/* Poll the lease now (after Redis comes back). */
+void ctl_leader_poll(struct fleetd *env);
+/* Stopping: give the lease back if we hold it, then leave the loop. */
+void ctl_leader_release_and_exit(struct fleetd *env);
+void ctl_leader_free(struct fleetd *env);
+struct cJSON *ctl_leader_json(struct fleetd *env);
+
+/* ctl_recon.c: after a takeover, make the network match where libvirt
+ * runs each VM (waiting out migration jobs the old leader left). */
+void ctl_recon_start(struct fleetd *env);
+/* Stop and join the scanning thread (step-down, shutdown). */
+void ctl_recon_stop(struct fleetd *env);
+
+/* ctl_mig.c: a leader that steps down gives up its migrations' records
+ * (the libvirt jobs run on; the next leader reconciles). */
+void ctl_mig_abandon(struct fleetd *env, const char *why);
+/* The region whose hosts share the VM's first IP's prefix (its home), -1. */
+int ctl_mig_vm_home(const struct fleetd *env, const struct ctl_vm *vm);
 
 /* ctl_api.c */
 struct ctl_api *ctl_api_start(struct fleetd *env, char *err, size_t errlen);

@@ -187,6 +187,7 @@ struct nm_order {
 	char dev[IFNAMSIZ];	/* "" = the caller's default */
 	int has_via;
 	struct nm_ip via;
+	uint64_t epoch;		/* the controller's fencing token; 0 = none given */
 };
 
 const char *nm_op_name(enum nm_op op);
@@ -195,7 +196,8 @@ int nm_ips_parse(const char *s, struct nm_ip *ips, int max, char *err, size_t er
 /*
  * Fill o from the field/value pairs of a stream entry (fv[0] = field,
  * fv[1] = value, ...; n = number of strings). Unknown fields are ignored
- * (forward compatibility); id, op, vm and ips are required. 0, or -1 with
+ * (forward compatibility); id, op, vm and ips are required; epoch is
+ * optional (a decimal > 0; absent or empty = 0). 0, or -1 with
  * the first problem in err ("missing field 'op'", "unknown op 'x'", ...).
  */
 int nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err,

@@ -14,7 +14,9 @@
  */
 #include "netmigrate/nm.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *
@@ -141,6 +143,23 @@ nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err, s
 				if (nm_mac_parse(v, o->mac, err, errlen) < 0)
 					return -1;
 				o->has_mac = 1;
+			}
+		} else if (strcmp(k, "epoch") == 0) {
+			/* The leader's fencing token: strictly decimal, so a
+			 * garbled one is an error rather than epoch 0. */
+			if (*v) {
+				char *end;
+
+				if (*v < '1' || *v > '9') {
+					snprintf(err, errlen, "bad epoch '%.40s'", v);
+					return -1;
+				}
+				errno = 0;
+				o->epoch = strtoull(v, &end, 10);
+				if (*end || errno == ERANGE) {
+					snprintf(err, errlen, "bad epoch '%.40s'", v);
+					return -1;
+				}
 			}
 		} else if (strcmp(k, "via") == 0) {
 			if (*v) {

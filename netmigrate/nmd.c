@@ -275,6 +275,19 @@ nmd_fence_set(struct nmd *env, const redisReply *set)
 	env->nfence = n;
 }
 
+/* pf:ctl:epoch, read with each renewal: the agent learns of a new
+ * controller leader within a renewal period, even before its first order. */
+static void
+nmd_ctl_epoch_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct nmd *env = priv;
+	redisReply *reply = r;
+
+	(void)ac;
+	if (reply && !env->stopping && reply->type == REDIS_REPLY_STRING)
+		nmd_epoch_seen(env, strtoull(reply->str, NULL, 10), "pf:ctl:epoch");
+}
+
 static void
 nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -301,6 +314,7 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 	env->other_holder = 0;
 	if (reply->elements > 1)
 		nmd_fence_set(env, reply->element[1]);
+	rlink_command(env->wr, nmd_ctl_epoch_reply, env, "GET pf:ctl:epoch");
 	left = env->renew_sent_ms + env->conf.lease_ms - env->conf.lease_ms / 8 - clock_mono_ms();
 	if (left <= 0)
 		return;	/* the reply came too late to count */
@@ -453,6 +467,7 @@ main(int argc, char **argv)
 	snprintf(env.k_metrics, sizeof(env.k_metrics), "pf:host:%s:metrics", env.conf.host);
 	snprintf(env.k_orders, sizeof(env.k_orders), "pf:host:%s:orders", env.conf.host);
 	snprintf(env.k_cursor, sizeof(env.k_cursor), "pf:host:%s:cursor", env.conf.host);
+	snprintf(env.k_epoch, sizeof(env.k_epoch), "pf:host:%s:epoch", env.conf.host);
 	str_copy(env.cursor, "0", sizeof(env.cursor));
 
 	env.nm = nm_ctx_open(NULL, err, sizeof(err));

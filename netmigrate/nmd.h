@@ -70,6 +70,7 @@ struct nmd {
 	struct rlink *rd;	/* XREAD BLOCK on the order stream */
 	char token[64];
 	char k_lease[160], k_metrics[160], k_orders[160], k_cursor[160], k_fence[160];
+	char k_epoch[160];
 
 	/* lease and fencing */
 	struct event *lease_ev;	/* every lease/3 */
@@ -91,7 +92,8 @@ struct nmd {
 	char recent[NMD_RECENT][NM_ID_MAX];
 	int recent_next;
 	struct nmd_burst *bursts;
-	unsigned long orders_done, orders_failed;
+	unsigned long orders_done, orders_failed, orders_stale;
+	uint64_t epoch;		/* highest controller epoch seen (fencing) */
 
 	/* metrics */
 	struct event *metrics_ev;
@@ -104,6 +106,8 @@ struct nmd {
 
 /* nmd_orders.c */
 void nmd_orders_start(struct nmd *env);
+/* A controller epoch seen (an order, pf:ctl:epoch): raise ours, keep it. */
+void nmd_epoch_seen(struct nmd *env, uint64_t epoch, const char *where);
 void nmd_orders_on_link(struct nmd *env, int up);
 /* Cancel every burst (fencing, shutdown). */
 void nmd_bursts_stop(struct nmd *env);

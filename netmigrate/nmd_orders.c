@@ -19,6 +19,14 @@
  * Reading only runs while the host holds its lease; a fenced agent executes
  * nothing.
  *
+ * Orders from fleetd carry its leader epoch, the fencing token of the
+ * controller's lease (docs/design.md, "Several controllers"). The agent
+ * keeps the highest epoch it has seen, from orders and from pf:ctl:epoch
+ * (read with each lease renewal), in memory and in pf:host:<host>:epoch,
+ * and refuses an order with a lower one: a controller that lost its lease
+ * but does not know it yet cannot undo what the new leader did. Orders
+ * without an epoch (the netmigrate CLI, older tools) are not checked.
+ *
  * What an order does, by role:
  *   host: prepare  routes IP/32 dev vm_bridge (+ neighbour, + proxy via)
  *         announce prepare, then a GARP / NA burst (first round at once)
@@ -297,6 +305,22 @@ nmd_ack(struct nmd *env, const char *id, int ok, long long took_us, const char *
 		log_warnx("ack id=%s lost: redis write link is down", id);
 }
 
+void
+nmd_epoch_seen(struct nmd *env, uint64_t epoch, const char *where)
+{
+	char v[24];
+
+	if (epoch <= env->epoch)
+		return;
+	log_info("epoch raised host=%s from=%llu to=%llu seen_in=%s", env->conf.host,
+	    (unsigned long long)env->epoch, (unsigned long long)epoch, where);
+	env->epoch = epoch;
+	/* Kept next to the cursor, so a restarted agent still refuses what
+	 * an old controller sends. */
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)epoch);
+	rlink_command(env->wr, NULL, NULL, "SET %s %s", env->k_epoch, v);
+}
+
 /* Handle one stream entry: fv holds field/value strings. */
 static void
 nmd_entry(struct nmd *env, const char *sid, const char **fv, size_t n)
@@ -326,6 +350,18 @@ nmd_entry(struct nmd *env, const char *sid, const char **fv, size_t n)
 		nmd_ack(env, o.id, 0, clock_mono_us() - t0, err);
 		return;
 	}
+	if (o.epoch && o.epoch < env->epoch) {
+		snprintf(err, sizeof(err), "stale epoch %llu < %llu", (unsigned long long)o.epoch,
+		    (unsigned long long)env->epoch);
+		log_warnx("order refused id=%s op=%s vm=%s: %s (from a controller that is no longer "
+		    "the leader)", o.id, nm_op_name(o.op), o.vm, err);
+		env->orders_failed++;
+		env->orders_stale++;
+		nmd_ack(env, o.id, 0, clock_mono_us() - t0, err);
+		return;
+	}
+	if (o.epoch)
+		nmd_epoch_seen(env, o.epoch, "order");
 	if (nmd_recent_has(env, o.id)) {
 		log_info("order duplicate id=%s op=%s vm=%s: acknowledged again, not run", o.id,
 		    nm_op_name(o.op), o.vm);
@@ -436,10 +472,16 @@ nmd_cursor_reply(redisAsyncContext *ac, void *r, void *priv)
 		nmd_retry_later(env);
 		return;
 	}
-	if (reply->type == REDIS_REPLY_STRING)
-		str_copy(env->cursor, reply->str, sizeof(env->cursor));
+	/* MGET cursor epoch */
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+		if (reply->element[0]->type == REDIS_REPLY_STRING)
+			str_copy(env->cursor, reply->element[0]->str, sizeof(env->cursor));
+		if (reply->element[1]->type == REDIS_REPLY_STRING)
+			nmd_epoch_seen(env, strtoull(reply->element[1]->str, NULL, 10), env->k_epoch);
+	}
 	env->cursor_loaded = 1;
-	log_info("orders stream=%s after=%s", env->k_orders, env->cursor);
+	log_info("orders stream=%s after=%s epoch=%llu", env->k_orders, env->cursor,
+	    (unsigned long long)env->epoch);
 	nmd_read_next(env);
 }
 
@@ -453,7 +495,8 @@ nmd_read_next(struct nmd *env)
 	if (env->stopping || env->reading || !env->held || !rlink_is_up(env->rd))
 		return;
 	if (!env->cursor_loaded) {
-		r = rlink_command(env->rd, nmd_cursor_reply, env, "GET %s", env->k_cursor);
+		r = rlink_command(env->rd, nmd_cursor_reply, env, "MGET %s %s", env->k_cursor,
+		    env->k_epoch);
 	} else {
 		snprintf(block, sizeof(block), "%lld", env->conf.block_ms);
 		r = rlink_command(env->rd, nmd_xread_reply, env, "XREAD COUNT 64 BLOCK %s STREAMS %s %s",

@@ -82,17 +82,19 @@ state_pid() {
 	return 1
 }
 
-# spawn NAME LOG CMD...: start CMD in its own session, detached, and record
-# its PID. CMD must exec (not fork) so that the PID we record is the daemon's.
+# spawn NAME LOG CMD...: start CMD in its own session, detached, with only
+# stdin/stdout/stderr open, and record its PID. CMD must exec (not fork) so
+# that the PID we record is the daemon's.
 spawn() {
 	local name=$1 logf=$2 pidf
 	shift 2
 	pidf=$(mktemp "$STATE_DIR/.pid.XXXXXX")
-	# The daemon inherits no descriptor but 0-2: a lock held by whoever
-	# runs the lab (flock FILE make test) must not live on in Redis.
-	setsid bash -c 'echo $$ >"$0"; for fd in $(ls /proc/$$/fd); do
-		[ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done; exec "$@"' "$pidf" "$@" \
-		</dev/null >>"$logf" 2>&1 9<&- &
+	# Every descriptor above 2 is closed before the exec: a daemon that
+	# inherited the caller's lock (flock /tmp/pf-lab.lock make lab-up, or
+	# fd 9 of lab_lock) would hold it for the lab's whole life, and the
+	# next `flock ... make lab-down` would wait for it forever.
+	setsid bash -c 'echo $$ >"$0"; for f in /proc/$$/fd/*; do f=${f##*/}; [ "$f" -gt 2 ] && exec {f}>&-; done 2>/dev/null; exec "$@"' \
+		"$pidf" "$@" </dev/null >>"$logf" 2>&1 9<&- &
 	local i=0
 	while [ ! -s "$pidf" ]; do
 		i=$((i + 1))
@@ -362,20 +364,23 @@ agent_has_lease() {
 
 FLEETD=${PF_BIN:-$ROOT/build/bin}/fleetd
 API_ADDR=127.0.0.1:8480
+API_ADDR_B=127.0.0.1:8481
 
-# fleetd_up: the controller in the root namespace (it reaches every host's
-# libvirtd and Redis through the management link), configured from the
-# address plan. Its API token is made once per lab, like Redis's password.
-fleetd_up() {
-	local dir="$STATE_DIR/fleetd" h r
-	[ -x "$FLEETD" ] || { log "no $FLEETD: the lab runs without a controller (run make first)"; return 0; }
+# fleetd_conf DIR LISTEN INSTANCE: a controller's configuration from the
+# address plan. Both of the lab's fleetds share everything but their name
+# and API address: one leads, the other stands by (docs/operations.md).
+fleetd_conf() {
+	local dir=$1 listen=$2 instance=$3 h r
 	mkdir -p "$dir"
 	umask 077
 	{
 		cat <<CONF
 # fleetd for the proxyfleet lab, written by deploy/lab/lab.sh
 [fleetd]
-api_listen = $API_ADDR
+api_listen = $listen
+api_url = http://$listen
+instance = $instance
+leader_lease = 2s
 api_token = $(lab_env_get PF_API_TOKEN)
 redis = $MGMT_ROOT_IP:$REDIS_PORT
 redis_password = $(lab_env_get PF_REDIS_PASS)
@@ -405,8 +410,40 @@ CONF
 	} >"$dir/fleetd.conf"
 	umask 022
 	"$FLEETD" -n -f "$dir/fleetd.conf" >/dev/null || die "fleetd refuses $dir/fleetd.conf"
-	spawn fleetd "$dir/fleetd.log" "$FLEETD" -f "$dir/fleetd.conf" >/dev/null
-	wait_for 10 curl -sf "http://$API_ADDR/healthz" || die "fleetd does not answer (see $dir/fleetd.log)"
+}
+
+fleetd_api() { # NAME -> its API address
+	case $1 in fleetd) echo "$API_ADDR" ;; fleetd-b) echo "$API_ADDR_B" ;; *) die "no fleetd $1" ;; esac
+}
+
+# fleetd_is_leader ADDR: that fleetd holds the leader lease.
+fleetd_is_leader() {
+	curl -sf -H "Authorization: Bearer $(lab_env_get PF_API_TOKEN)" "http://$1/v1/leader" |
+		grep -q '"role":"leader"'
+}
+
+# fleetd_start NAME: start one of the lab's fleetds from its written
+# configuration (tests use it to bring back one they killed).
+fleetd_start() {
+	local name=$1 dir="$STATE_DIR/$1" addr
+	addr=$(fleetd_api "$name")
+	[ -f "$dir/fleetd.conf" ] || die "no $dir/fleetd.conf (is the lab up?)"
+	state_pid "$name" >/dev/null && die "$name already runs"
+	spawn "$name" "$dir/fleetd.log" "$FLEETD" -f "$dir/fleetd.conf" >/dev/null
+	wait_for 10 curl -sf "http://$addr/healthz" || die "$name does not answer (see $dir/fleetd.log)"
+}
+
+# fleetd_up: two controllers in the root namespace (they reach every host's
+# libvirtd and Redis through the management link): fleetd (API 8480) is
+# started first and leads; fleetd-b (API 8481) follows, ready to take over.
+# Their API token is made once per lab, like Redis's password.
+fleetd_up() {
+	[ -x "$FLEETD" ] || { log "no $FLEETD: the lab runs without a controller (run make first)"; return 0; }
+	fleetd_conf "$STATE_DIR/fleetd" "$API_ADDR" fleetd-a
+	fleetd_conf "$STATE_DIR/fleetd-b" "$API_ADDR_B" fleetd-b
+	fleetd_start fleetd
+	wait_for 10 fleetd_is_leader "$API_ADDR" || die "fleetd does not take the lead (see $STATE_DIR/fleetd/fleetd.log)"
+	fleetd_start fleetd-b
 }
 
 agents_up() {
@@ -460,6 +497,7 @@ lab_env_write() {
 		echo "PF_REDIS_PASS=$pass"
 		echo "PF_API_TOKEN=$token"
 		echo "PF_API_URL=http://$API_ADDR"
+		echo "PF_API_URL_B=http://$API_ADDR_B"
 		echo "export FLEETCTL_API=http://$API_ADDR FLEETCTL_TOKEN=$token"
 		echo "PF_IMAGE_KERNEL=$IMAGE_DIR/vmlinuz"
 		echo "PF_IMAGE_INITRD=$IMAGE_DIR/initrd.img"
@@ -502,7 +540,10 @@ lab_healthy() {
 		if [ -x "$NETMIGRATED" ]; then state_pid "netmigrated-$h" >/dev/null || return 1; fi
 	done
 	if [ -x "$NETMIGRATED" ]; then state_pid netmigrated-edge >/dev/null || return 1; fi
-	if [ -x "$FLEETD" ]; then state_pid fleetd >/dev/null || return 1; fi
+	if [ -x "$FLEETD" ]; then
+		state_pid fleetd >/dev/null || return 1
+		state_pid fleetd-b >/dev/null || return 1
+	fi
 	return 0
 }
 
@@ -631,6 +672,13 @@ cmd_status() {
 	else
 		echo "fleetd: not running"
 	fi
+	local n a role
+	for n in fleetd fleetd-b; do
+		a=$(fleetd_api "$n")
+		role=$(curl -sf -H "Authorization: Bearer $(lab_env_get PF_API_TOKEN)" "http://$a/v1/leader" 2>/dev/null |
+			grep -o '"role":"[a-z]*"' | cut -d'"' -f4) || true
+		echo "controller $n: http://$a ${role:-not running}"
+	done
 	if redis_ping 2>/dev/null; then v=yes; else v=no; fi
 	echo "redis $MGMT_ROOT_IP:$REDIS_PORT answers: $v; client netns $CLIENT_NS (10.77.0.2); edge $EDGE_NS; env $LAB_ENV"
 }
@@ -736,6 +784,7 @@ main() {
 	env) lab_env_write; cat "$LAB_ENV" ;;
 	cpu) cmd_cpu "${2:-10}" ;;
 	_host-mounts) host_mounts "$2" ;;
+	_fleetd-start) fleetd_start "$2" ;;
 	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]|kill-host H|revive-host H|isolate H|rejoin H" ;;
 	esac
 }

@@ -86,6 +86,11 @@ fi
 t_wait 10 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json vms | grep -q px-a" ||
 	t_fail "fleetd lists px-a from libvirt"
 
+# --- leadership: alone on its Redis, this fleetd leads ---
+t_wait 5 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $API/v1/leader | grep -q '\"role\":\"leader\"'" &&
+	t_ok "the only fleetd becomes the leader" || t_fail "the only fleetd becomes the leader" "$(call GET /v1/leader)"
+t_match "the leader has an epoch (orders carry it, checked below)" '"epoch":[1-9]' "$(call GET /v1/leader)"
+
 # --- auth and bad requests ---
 t_eq "no token: 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' $API/v1/hosts)"
 t_match "no token: JSON error" '"error":"missing or wrong bearer token"' "$(curl -s $API/v1/hosts)"
@@ -129,7 +134,7 @@ out=$(FC migrate px-a --to eu-2 2>&1); rc=$?
 t_eq "fleetctl migrate: exit 1 when the migration fails" 1 "$rc"
 t_match "fleetctl migrate: one-line reason" 'migration 1 failed: prepare on eu-2 failed: no ack from agent eu-2 in 3000 ms' "$(echo "$out" | tail -n1)"
 order=$(R XRANGE pf:host:eu-2:orders - + | tr '\n' '|')
-t_match "prepare order written for eu-2's agent" '\|op\|prepare\|vm\|px-a\|ips\|10.77.1.100\|mac\|52:54:00:aa:00:01\|dev\|br0\|via\|\|' "$order"
+t_match "prepare order written for eu-2's agent" '\|op\|prepare\|vm\|px-a\|ips\|10.77.1.100\|mac\|52:54:00:aa:00:01\|dev\|br0\|via\|\|epoch\|[1-9][0-9]*\|' "$order"
 t_match "VM still on its source after the failed migration" 'px-a +eu-1 +running' "$(FC vms)"
 t_match "a failed prepare is taken back (withdraw ordered)" '\|op\|withdraw\|vm\|px-a\|' "$(R XRANGE pf:host:eu-2:orders - + | tr '\n' '|')"
 # Cancel while the destination has not answered the prepare yet.
@@ -201,6 +206,11 @@ rc=0; wait $TPID || rc=$?
 t_eq "HTTPS fleetd: clean exit" 0 "$rc"
 
 # --- rebalancing plan: a third fleetd over three hosts with a skewed load ---
+# It has a Redis of its own: on the first one it would follow the first
+# fleetd (the leader) and carry out no plan.
+PRPORT=$((RPORT + 1))
+t_redis_start $PRPORT || t_done
+R() { redis-cli -p $PRPORT "$@"; }
 dom_xml() { # VM IP MAC
 	cat <<X
 <domain type='test'><name>$1</name><memory>131072</memory><vcpu>1</vcpu>
@@ -220,7 +230,7 @@ plan_conf() { # REBALANCE
 [fleetd]
 api_listen = 127.0.0.1:$PPORT
 api_token = $TOKEN
-redis = 127.0.0.1:$RPORT
+redis = 127.0.0.1:$PRPORT
 tick = 200ms
 stale_after = 60s
 

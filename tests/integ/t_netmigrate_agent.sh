@@ -5,7 +5,10 @@
 #   acknowledged; duplicates are acknowledged, not re-run; bad orders get a
 #   clear error ack and the agent keeps running; a restart resumes after the
 #   cursor; killing Redis fences the host after the lease (routes withdrawn);
-#   Redis coming back unfences it; SIGTERM exits cleanly (0, no leak).
+#   Redis coming back unfences it; SIGTERM exits cleanly (0, no leak);
+#   fencing epochs: an order with a lower epoch than one seen is refused
+#   (error ack "stale epoch N < M"), one without epoch is accepted, the agent
+#   learns pf:ctl:epoch with its renewals and keeps its epoch across a restart.
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
@@ -104,6 +107,22 @@ t_eq "withdraw removed the route" "" "$(route_of 10.78.40.150)"
 last=$(rcli XREVRANGE pf:host:$H:orders + - COUNT 1 | head -1)
 t_check "cursor reaches the last entry" t_wait 3 bash -c "[ \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:cursor)\" = $last ]"
 
+# --- the controller's fencing epoch ---------------------------------------------------
+order id o-e1 op prepare vm px-e ips 10.78.40.170 epoch 5
+t_check "order with epoch 5 acknowledged" t_wait 5 has_ack o-e1
+t_eq "epoch 5: ok, and kept next to the cursor" "ok 5" "$(ack_field o-e1 status) $(rcli GET pf:host:$H:epoch)"
+order id o-e2 op withdraw vm px-e ips 10.78.40.170 epoch 3
+t_check "order with epoch 3 acknowledged" t_wait 5 has_ack o-e2
+t_eq "epoch 3 after 5: refused as stale" "error|stale epoch 3 < 5" "$(ack_field o-e2 status)|$(ack_field o-e2 error)"
+t_eq "... and not run (route still there)" "10.78.40.170 dev nmt-br0 proto 77 scope link" "$(route_of 10.78.40.170)"
+t_match "... and logged" "level=warn .*order refused id=o-e2 op=withdraw vm=px-e: stale epoch 3 < 5" "$(cat $LOG)"
+order id o-e3 op withdraw vm px-e ips 10.78.40.170
+t_check "order without epoch acknowledged" t_wait 5 has_ack o-e3
+t_eq "no epoch (CLI, older tools): accepted and run" "ok|" "$(ack_field o-e3 status)|$(route_of 10.78.40.170)"
+rcli SET pf:ctl:epoch 9 >/dev/null
+t_check "a new controller epoch in pf:ctl:epoch is learnt with a renewal" \
+	t_wait 3 bash -c "[ \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:epoch)\" = 9 ]"
+
 # --- restart: resumes after the cursor --------------------------------------------
 order id o-7 op prepare vm px-7 ips 10.78.40.157 mac $MAC
 t_check "o-7 acknowledged" t_wait 5 has_ack o-7
@@ -115,6 +134,11 @@ agent_start
 t_check "restarted agent runs the order queued while it was down" t_wait 8 has_ack o-8
 t_eq "o-8 ok" ok "$(ack_field o-8 status)"
 t_eq "earlier orders not replayed" "1 1" "$(ack_count o-7) $(ack_count o-6)"
+rcli DEL pf:ctl:epoch >/dev/null
+order id o-e4 op prepare vm px-e ips 10.78.40.171 epoch 8
+t_check "restarted agent: order with epoch 8 acknowledged" t_wait 5 has_ack o-e4
+t_eq "restarted agent keeps its epoch (9, from pf:host:$H:epoch): 8 refused" "error|stale epoch 8 < 9" \
+	"$(ack_field o-e4 status)|$(ack_field o-e4 error)"
 
 # --- Redis dies: fence after the lease ----------------------------------------------
 order id o-9 op announce vm px-9 ips 10.78.40.159 mac $MAC

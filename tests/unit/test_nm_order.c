@@ -48,6 +48,23 @@ test_order_minimal(void **state)
 	assert_int_equal(o.has_mac, 0);
 	assert_int_equal(o.has_via, 0);
 	assert_string_equal(o.dev, "");
+	assert_int_equal(o.epoch, 0);	/* no epoch: not checked by the agent */
+}
+
+/* The controller's fencing token: decimal, optional, empty = none. */
+static void
+test_order_epoch(void **state)
+{
+	(void)state;
+	assert_int_equal(nm_order_parse(&o, FV("id", "o-3", "op", "prepare", "vm", "px-1",
+	    "ips", "10.78.1.9", "epoch", "17"), err, sizeof(err)), 0);
+	assert_int_equal(o.epoch, 17);
+	assert_int_equal(nm_order_parse(&o, FV("id", "o-3", "op", "prepare", "vm", "px-1",
+	    "ips", "10.78.1.9", "epoch", "18446744073709551615"), err, sizeof(err)), 0);
+	assert_true(o.epoch == UINT64_MAX);
+	assert_int_equal(nm_order_parse(&o, FV("id", "o-3", "op", "prepare", "vm", "px-1",
+	    "ips", "10.78.1.9", "epoch", ""), err, sizeof(err)), 0);
+	assert_int_equal(o.epoch, 0);
 }
 
 static void
@@ -81,6 +98,14 @@ test_order_errors(void **state)
 	    "a-very-long-interface-name"), "field 'dev'");
 	expect_error(FV("id", "1", "op"), "odd number");
 	expect_error(FV("id", "", "op", "prepare", "vm", "v", "ips", "10.0.0.1"), "field 'id'");
+	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "epoch", "0"),
+	    "bad epoch '0'");
+	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "epoch", "-3"),
+	    "bad epoch '-3'");
+	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "epoch", "7x"),
+	    "bad epoch '7x'");
+	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "epoch",
+	    "99999999999999999999"), "bad epoch");
 }
 
 static void
@@ -108,6 +133,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order_full),
 		cmocka_unit_test(test_order_minimal),
+		cmocka_unit_test(test_order_epoch),
 		cmocka_unit_test(test_order_errors),
 		cmocka_unit_test(test_ips_limit),
 	};

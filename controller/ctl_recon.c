@@ -1,0 +1,540 @@
+/*
+ * ctl_recon.c: reconcile after a takeover.
+ *
+ * DESIGN. A new leader knows nothing of what its predecessor was doing:
+ * that fleetd may have died between starting a migration and ordering its
+ * cutover, or between the cutover's announcement and the source's
+ * withdrawal. Its memory is gone, so the truth is libvirt's. In rounds, a
+ * thread asks every host's libvirtd for every domain, its state and
+ * whether a job runs on it (virDomainGetJobInfo: the source of a migration
+ * has one; the destination holds a paused incoming copy). While a job or
+ * an incoming copy exists, nothing is decided: a p2p migration runs inside
+ * the source libvirtd and carries on without the client that started it
+ * (docs/design.md), so we wait for it to end, every second, up to the
+ * migration timeout plus a margin. Hosts that are not connected are waited
+ * for a few seconds, then left out (said so in the journal).
+ *
+ * Once the dust settles, for every fleet VM running on exactly one host,
+ * the network is made to match: the cutover's own orders, all idempotent,
+ * are sent again for the host where it runs (announce there; on the home
+ * edge, the /32 towards that host when it is away from home, or its
+ * withdrawal when it is home), and withdraw goes to every other host that
+ * libvirt showed holding it (where it ran before, where a job or an
+ * incoming copy was). A VM that runs on two hosts is reported loudly and
+ * left alone: guessing which copy is real could cut the live one.
+ *
+ * While a reconcile runs the leader starts no migration (the API answers
+ * 503, the policy and drains wait).
+ */
+#include "controller/fleetd.h"
+#include "controller/ctl_post.h"
+#include "controller/ctl_virt.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CTL_RECON_ROUND_MS 1000	/* while a migration job runs */
+#define CTL_RECON_LIST_MS 200	/* while a host's first listing is on its way */
+#define CTL_RECON_HOST_WAIT_MS 10000	/* unconnected hosts, then go without them */
+#define CTL_RECON_JOB_MARGIN_MS 10000	/* beyond the migration timeout */
+#define CTL_RECON_ORDER_MS 3000
+
+/* One domain as a scan saw it. */
+struct ctl_recon_dom {
+	char name[CTL_NAME_MAX];
+	int host;
+	int state;		/* enum ctl_vm_state */
+	int incoming;		/* paused for an incoming migration */
+	int job;		/* a libvirt job runs on it */
+	int fleet;		/* carries proxyfleet metadata */
+};
+
+struct ctl_recon_scan {
+	struct fleetd *env;	/* the loop's; the thread only reads r */
+	struct ctl_recon *r;
+	unsigned gen;
+	int nhosts;
+	int *host_ok;
+	struct ctl_recon_dom *doms;
+	int ndoms, cap;
+};
+
+/* A host that held a VM during the reconcile (job, incoming copy). */
+struct ctl_recon_inv {
+	char vm[CTL_NAME_MAX];
+	int host;
+};
+
+struct ctl_recon {
+	unsigned gen;
+	struct ctl_virt *virt;
+	struct ctl_post *post;
+	int nhosts;
+	pthread_t thread;
+	int thread_running;
+	atomic_int stop;
+	struct event *round_ev;
+	int64_t t0;		/* mono ms */
+	int rounds;
+	uint64_t epoch;
+	struct ctl_recon_inv *inv;
+	int ninv, capinv;
+	int waited_jobs;	/* rounds that saw a job or incoming copy */
+};
+
+static unsigned ctl_recon_gen;
+
+static void ctl_recon_on_scan(void *arg);
+
+static void
+ctl_recon_scan_free(struct ctl_recon_scan *s)
+{
+	if (!s)
+		return;
+	free(s->host_ok);
+	free(s->doms);
+	free(s);
+}
+
+static struct ctl_recon_dom *
+ctl_recon_add(struct ctl_recon_scan *s)
+{
+	if (s->ndoms == s->cap) {
+		int cap = s->cap ? s->cap * 2 : 64;
+		struct ctl_recon_dom *d = realloc(s->doms, (size_t)cap * sizeof(*d));
+
+		if (!d)
+			return NULL;
+		s->doms = d;
+		s->cap = cap;
+	}
+	memset(&s->doms[s->ndoms], 0, sizeof(s->doms[0]));
+	return &s->doms[s->ndoms++];
+}
+
+static void
+ctl_recon_scan_host(struct ctl_recon *r, struct ctl_recon_scan *s, int h)
+{
+	virConnectPtr c = ctl_virt_conn(r->virt, h);
+	virDomainPtr *doms = NULL;
+	int n;
+
+	if (!c)
+		return;
+	n = virConnectListAllDomains(c, &doms, 0);
+	if (n >= 0)
+		s->host_ok[h] = 1;
+	for (int i = 0; i < n; i++) {
+		virDomainPtr d = doms[i];
+		struct ctl_recon_dom *rd;
+		virDomainJobInfo ji;
+		int st = 0, reason = 0;
+		char *meta;
+
+		if (virDomainGetState(d, &st, &reason, 0) == 0 && (rd = ctl_recon_add(s))) {
+			str_copy(rd->name, virDomainGetName(d), sizeof(rd->name));
+			rd->host = h;
+			rd->state = st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED ? VM_RUNNING :
+			    st == VIR_DOMAIN_PAUSED || st == VIR_DOMAIN_PMSUSPENDED ? VM_PAUSED :
+			    VM_SHUTOFF;
+			rd->incoming = st == VIR_DOMAIN_PAUSED &&
+			    (reason == VIR_DOMAIN_PAUSED_MIGRATION ||
+			     reason == VIR_DOMAIN_PAUSED_STARTING_UP);
+			/* The source of a migration has the job; drivers without
+			 * job info (test://) say so with an error: no job. */
+			if (rd->state != VM_SHUTOFF && virDomainGetJobInfo(d, &ji) == 0 &&
+			    ji.type != VIR_DOMAIN_JOB_NONE)
+				rd->job = 1;
+			meta = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, CTL_META_NS, 0);
+			rd->fleet = meta != NULL;
+			free(meta);
+		}
+		virResetLastError();
+		virDomainFree(d);
+	}
+	free(doms);
+	virResetLastError();
+	virConnectClose(c);
+}
+
+static void *
+ctl_recon_thread(void *arg)
+{
+	struct ctl_recon_scan *s = arg;
+	struct ctl_recon *r = s->r;
+
+	for (int h = 0; h < s->nhosts && !atomic_load(&r->stop); h++)
+		ctl_recon_scan_host(r, s, h);
+	while (ctl_post(r->post, ctl_recon_on_scan, s) < 0)
+		usleep(10000);	/* the result must arrive: it frees the scan */
+	return NULL;
+}
+
+static void
+ctl_recon_round(struct fleetd *env)
+{
+	struct ctl_recon *r = env->recon;
+	struct ctl_recon_scan *s = calloc(1, sizeof(*s));
+
+	if (s)
+		s->host_ok = calloc((size_t)r->nhosts + 1, sizeof(*s->host_ok));
+	if (!s || !s->host_ok) {
+		ctl_recon_scan_free(s);
+		log_warnx("reconcile: out of memory; trying again in %d ms", CTL_RECON_ROUND_MS);
+		goto later;
+	}
+	s->env = env;
+	s->r = r;
+	s->gen = r->gen;
+	s->nhosts = r->nhosts;
+	r->rounds++;
+	if (pthread_create(&r->thread, NULL, ctl_recon_thread, s) == 0) {
+		r->thread_running = 1;
+		return;
+	}
+	ctl_recon_scan_free(s);
+	log_warnx("reconcile: cannot start the scan thread; trying again in %d ms",
+	    CTL_RECON_ROUND_MS);
+later:
+	{
+		struct timeval tv = { CTL_RECON_ROUND_MS / 1000, (CTL_RECON_ROUND_MS % 1000) * 1000 };
+
+		evtimer_add(r->round_ev, &tv);
+	}
+}
+
+static void
+ctl_recon_round_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleetd *env = arg;
+
+	(void)fd;
+	(void)what;
+	if (env->recon)
+		ctl_recon_round(env);
+}
+
+static void
+ctl_recon_free(struct fleetd *env)
+{
+	struct ctl_recon *r = env->recon;
+
+	if (!r)
+		return;
+	atomic_store(&r->stop, 1);
+	if (r->thread_running) {
+		pthread_join(r->thread, NULL);
+		r->thread_running = 0;
+	}
+	if (r->round_ev)
+		event_free(r->round_ev);
+	free(r->inv);
+	free(r);
+	env->recon = NULL;
+}
+
+void
+ctl_recon_stop(struct fleetd *env)
+{
+	if (env->recon)
+		log_info("reconcile stopped rounds=%d", env->recon->rounds);
+	ctl_recon_free(env);
+}
+
+void
+ctl_recon_start(struct fleetd *env)
+{
+	struct ctl_recon *r;
+
+	ctl_recon_free(env);
+	r = calloc(1, sizeof(*r));
+	if (!r || !(r->round_ev = evtimer_new(env->base, ctl_recon_round_cb, env))) {
+		free(r);
+		log_error("reconcile: out of memory: the network is NOT reconciled");
+		return;
+	}
+	r->gen = ++ctl_recon_gen;
+	r->virt = env->virt;
+	r->post = env->post;
+	r->nhosts = env->model.nhosts;
+	r->t0 = clock_mono_ms();
+	r->epoch = env->lead.epoch;
+	env->recon = r;
+	log_info("reconcile start epoch=%llu hosts=%d vms_known=%d", (unsigned long long)r->epoch,
+	    r->nhosts, env->model.nvms);
+	ctl_recon_round(env);
+}
+
+static void
+ctl_recon_inv_add(struct ctl_recon *r, const char *vm, int host)
+{
+	for (int i = 0; i < r->ninv; i++)
+		if (r->inv[i].host == host && strcmp(r->inv[i].vm, vm) == 0)
+			return;
+	if (r->ninv == r->capinv) {
+		int cap = r->capinv ? r->capinv * 2 : 16;
+		struct ctl_recon_inv *p = realloc(r->inv, (size_t)cap * sizeof(*p));
+
+		if (!p)
+			return;
+		r->inv = p;
+		r->capinv = cap;
+	}
+	str_copy(r->inv[r->ninv].vm, vm, sizeof(r->inv[0].vm));
+	r->inv[r->ninv++].host = host;
+}
+
+static int
+ctl_recon_cmp(const void *a, const void *b)
+{
+	const struct ctl_recon_dom *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : x->host - y->host;
+}
+
+struct ctl_recon_order {
+	char vm[CTL_NAME_MAX];
+	char agent[CTL_NAME_MAX];
+	char op[16];
+};
+
+static void
+ctl_recon_order_done(struct fleetd *env, void *arg, int ok, const char *error, int64_t took_us)
+{
+	struct ctl_recon_order *o = arg;
+
+	(void)env;
+	if (!ok)
+		log_warnx("reconcile order failed vm=%s agent=%s op=%s error=\"%s\"", o->vm, o->agent,
+		    o->op, error);
+	else
+		log_debug("reconcile order ok vm=%s agent=%s op=%s agent_us=%lld", o->vm, o->agent,
+		    o->op, (long long)took_us);
+	free(o);
+}
+
+/* One order; appends "agent:op" to what (for the journal). 0 or -1. */
+static int
+ctl_recon_order(struct fleetd *env, struct ctl_vm *vm, const char *agent, const char *op,
+    const char *dev, const char *via, char *what, size_t wlen)
+{
+	struct ctl_recon_order *o = calloc(1, sizeof(*o));
+	size_t n = strlen(what);
+
+	if (!o)
+		return -1;
+	str_copy(o->vm, vm->name, sizeof(o->vm));
+	str_copy(o->agent, agent, sizeof(o->agent));
+	str_copy(o->op, op, sizeof(o->op));
+	if (ctl_order_send(env, agent, op, vm, dev, via, CTL_RECON_ORDER_MS, ctl_recon_order_done,
+	    o) < 0) {
+		free(o);
+		snprintf(what + n, wlen - n, "%s%s:%s(NOT-SENT)", n ? "," : "", agent, op);
+		return -1;
+	}
+	snprintf(what + n, wlen - n, "%s%s:%s", n ? "," : "", agent, op);
+	return 0;
+}
+
+/* The network for vm, which runs on host h only. */
+static void
+ctl_recon_vm(struct fleetd *env, struct ctl_vm *vm, int h, const int *withdraw, int nw,
+    int64_t waited)
+{
+	const struct ctl_conf_host *hc = env->model.hosts[h].conf;
+	int home = ctl_vm_home(env, vm), failed = 0;
+	const char *edge = home >= 0 && env->conf->regions[home].edge[0] ?
+	    env->conf->regions[home].edge : NULL;
+	char what[400] = "", gone[200] = "";
+	size_t gn = 0;
+
+	failed |= ctl_recon_order(env, vm, hc->name, "announce", hc->bridge, NULL, what,
+	    sizeof(what)) < 0;
+	if (edge && env->model.hosts[h].region != home)
+		failed |= ctl_recon_order(env, vm, edge, "announce", NULL, hc->address, what,
+		    sizeof(what)) < 0;
+	else if (edge)
+		failed |= ctl_recon_order(env, vm, edge, "withdraw", NULL, NULL, what,
+		    sizeof(what)) < 0;
+	for (int i = 0; i < nw; i++) {
+		const struct ctl_conf_host *wc = env->model.hosts[withdraw[i]].conf;
+
+		failed |= ctl_recon_order(env, vm, wc->name, "withdraw", wc->bridge, NULL, what,
+		    sizeof(what)) < 0;
+		gn += (size_t)snprintf(gone + gn, sizeof(gone) - gn, "%s%s", gn ? "," : "", wc->name);
+		if (gn >= sizeof(gone))
+			gn = sizeof(gone) - 1;
+	}
+	ctl_journal(env, "vm", "reconcile vm=%s on=%s action=announce withdraw=%s orders=%s "
+	    "waited_ms=%lld%s", vm->name, hc->name, gn ? gone : "-", what, (long long)waited,
+	    failed ? " error=\"some orders could not be sent\"" : "");
+}
+
+static void
+ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, int timed_out)
+{
+	struct ctl_recon *r = env->recon;
+	struct ctl_model *m = &env->model;
+	int announced = 0, doubled = 0, unsettled = 0, none = 0;
+	int *withdraw = calloc((size_t)m->nhosts + 3, sizeof(int));
+
+	if (!withdraw) {
+		log_error("reconcile: out of memory: the network is NOT reconciled");
+		return;
+	}
+	if (s->ndoms > 1)	/* no domains at all: doms is NULL, which qsort may not take */
+		qsort(s->doms, (size_t)s->ndoms, sizeof(*s->doms), ctl_recon_cmp);
+	for (int h = 0; h < s->nhosts; h++)
+		if (!s->host_ok[h])
+			ctl_journal(env, "vm", "reconcile host=%s skipped why=\"libvirt not connected\"",
+			    m->hosts[h].conf->name);
+	for (int i = 0; i < m->nvms; i++) {
+		struct ctl_vm *vm = m->vms[i];
+		struct ctl_recon_dom key, *d;
+		int live[8], nlive = 0, busy = 0, nw = 0;
+		char on[200] = "";
+		size_t on_n = 0;
+
+		memset(&key, 0, sizeof(key));
+		str_copy(key.name, vm->name, sizeof(key.name));
+		key.host = -1;
+		/* The first entry for this name, then its neighbours. */
+		d = NULL;
+		for (int lo = 0, hi = s->ndoms; lo < hi;) {
+			int mid = (lo + hi) / 2;
+
+			if (ctl_recon_cmp(&s->doms[mid], &key) < 0) {
+				lo = mid + 1;
+			} else {
+				hi = mid;
+				if (strcmp(s->doms[mid].name, vm->name) == 0)
+					d = &s->doms[mid];
+			}
+		}
+		for (; d && d < s->doms + s->ndoms && strcmp(d->name, vm->name) == 0; d++) {
+			if (d->job || d->incoming)
+				busy = 1;
+			if ((d->state == VM_RUNNING || (d->state == VM_PAUSED && !d->incoming)) &&
+			    nlive < (int)PF_ARRAY_LEN(live)) {
+				live[nlive++] = d->host;
+				on_n += (size_t)snprintf(on + on_n, sizeof(on) - on_n, "%s%s",
+				    on_n ? "," : "", m->hosts[d->host].conf->name);
+				if (on_n >= sizeof(on))
+					on_n = sizeof(on) - 1;
+			}
+		}
+		if (busy) {
+			unsettled++;
+			ctl_journal(env, "vm", "reconcile vm=%s on=%s action=none why=\"a libvirt "
+			    "migration job is still active after %lld ms\"", vm->name, nlive ? on : "-",
+			    (long long)waited);
+			continue;
+		}
+		if (nlive == 0) {
+			none++;
+			continue;	/* shut off (a standby) or gone: nothing to carry */
+		}
+		if (nlive > 1) {
+			doubled++;
+			log_error("reconcile vm=%s runs on %d hosts (%s): two live copies, nothing "
+			    "announced; an operator must decide", vm->name, nlive, on);
+			ctl_journal(env, "vm", "reconcile vm=%s on=%s action=none why=\"running on "
+			    "%d hosts: not guessing which copy is real\"", vm->name, on, nlive);
+			continue;
+		}
+		/* Withdraw wherever libvirt showed it before and it is not now. */
+		{
+			int cand[3] = { vm->prev_host, vm->host, -1 };
+
+			for (int k = 0; k < 2; k++)
+				if (cand[k] >= 0 && cand[k] != live[0])
+					withdraw[nw++] = cand[k];
+			for (int k = 0; k < r->ninv; k++)
+				if (r->inv[k].host != live[0] && strcmp(r->inv[k].vm, vm->name) == 0)
+					withdraw[nw++] = r->inv[k].host;
+			/* dedupe */
+			for (int a = 0; a < nw; a++)
+				for (int b = a + 1; b < nw; b++)
+					if (withdraw[b] == withdraw[a])
+						withdraw[b--] = withdraw[--nw];
+		}
+		if (vm->host != live[0] && vm->host >= 0)
+			vm->prev_host = vm->host;
+		vm->host = live[0];
+		vm->state = VM_RUNNING;
+		ctl_recon_vm(env, vm, live[0], withdraw, nw, waited);
+		announced++;
+	}
+	free(withdraw);
+	ctl_model_tally(m);
+	ctl_journal(env, "leader", "reconcile done epoch=%llu vms=%d announced=%d two_hosts=%d "
+	    "unsettled=%d not_running=%d rounds=%d waited_jobs=%d took_ms=%lld%s",
+	    (unsigned long long)r->epoch, m->nvms, announced, doubled, unsettled, none, r->rounds,
+	    r->waited_jobs, (long long)waited, timed_out ? " timed_out=1" : "");
+}
+
+static void
+ctl_recon_on_scan(void *arg)
+{
+	struct ctl_recon_scan *s = arg;
+	struct fleetd *env = s->env;
+	struct ctl_recon *r = env->recon;
+	int64_t waited;
+	int hosts_missing = 0, busy = 0, unknown = 0, timed_out = 0;
+	struct timeval tv = { CTL_RECON_ROUND_MS / 1000, (CTL_RECON_ROUND_MS % 1000) * 1000 };
+
+	if (!r || r->gen != s->gen) {
+		ctl_recon_scan_free(s);	/* a reconcile that was stopped */
+		return;
+	}
+	if (r->thread_running) {
+		pthread_join(r->thread, NULL);
+		r->thread_running = 0;
+	}
+	waited = clock_mono_ms() - r->t0;
+	for (int h = 0; h < s->nhosts; h++)
+		hosts_missing += !s->host_ok[h];
+	for (int i = 0; i < s->ndoms; i++) {
+		struct ctl_recon_dom *d = &s->doms[i];
+
+		if (!d->fleet)
+			continue;
+		if (d->job || d->incoming) {
+			busy++;
+			ctl_recon_inv_add(r, d->name, d->host);
+			log_info("reconcile wait vm=%s host=%s job=%d incoming=%d waited_ms=%lld",
+			    d->name, env->model.hosts[d->host].conf->name, d->job, d->incoming,
+			    (long long)waited);
+		}
+		/* A fleet VM the model has not listed yet: the host's first
+		 * listing is still on its way. */
+		if (d->state != VM_SHUTOFF && !ctl_vm_find(&env->model, d->name))
+			unknown++;
+	}
+	if (busy)
+		r->waited_jobs++;
+	if (busy && waited > env->conf->mig_timeout_ms + CTL_RECON_JOB_MARGIN_MS)
+		timed_out = 1;
+	else if (busy)
+		goto again;
+	if ((hosts_missing || unknown) && waited < CTL_RECON_HOST_WAIT_MS) {
+		tv.tv_sec = 0;
+		tv.tv_usec = CTL_RECON_LIST_MS * 1000;
+		goto again;
+	}
+	ctl_recon_finish(env, s, waited, timed_out);
+	ctl_recon_scan_free(s);
+	ctl_recon_free(env);
+	return;
+again:
+	ctl_recon_scan_free(s);
+	evtimer_add(r->round_ev, &tv);
+}
