@@ -88,13 +88,17 @@ step "7. Traffic rebalancing: eu-2 gets hot, fleetd moves what its plan needs an
 # Small NICs (8 MiB/s) so that a lab's worth of traffic makes a hot host;
 # rebalancing is switched on by a reload (SIGHUP), as an operator would.
 "$FC" undrain eu-1 >/dev/null
-conf=/run/proxyfleet-lab/fleetd/fleetd.conf
-fpid=$(awk '$1 == "pid" && $2 == "fleetd" { p = $3 } END { print p }' /run/proxyfleet-lab/state)
-if ! grep -q '^\[policy\]' "$conf"; then
-	sed -i 's/^nic = .*/nic = 8M/' "$conf"
-	printf '\n[policy]\nrebalance = yes\nhigh_water = 80\ntarget = 70\nwindow = 3s\n' >>"$conf"
-	kill -HUP "$fpid"
-fi
+# Both controllers get the policy: whichever leads applies it.
+for f in fleetd fleetd-b; do
+	conf=/run/proxyfleet-lab/$f/fleetd.conf
+	fpid=$(awk -v n=$f '$1 == "pid" && $2 == n { p = $3 } END { print p }' /run/proxyfleet-lab/state)
+	[ -f "$conf" ] || continue
+	if ! grep -q '^\[policy\]' "$conf"; then
+		sed -i 's/^nic = .*/nic = 8M/' "$conf"
+		printf '\n[policy]\nrebalance = yes\nhigh_water = 80\ntarget = 70\nwindow = 3s\ngeo = on\n' >>"$conf"
+		[ -n "$fpid" ] && kill -HUP "$fpid"
+	fi
+done
 $VM start eu-2 px-4 10.77.1.104 >/dev/null || true
 wait_serving 10.77.1.104
 load() { # IP SECONDS: rate-limited 4 MiB downloads through one proxy
@@ -117,7 +121,22 @@ kill $l1 $l2 2>/dev/null || true
 wait $l1 $l2 2>/dev/null || true
 "$FC" status
 
-step "8. Standbys: px-2 and px-4 get hot standbys on other hosts, made from their own definitions"
+step "8. Geographic redistribution: the operator wants 2 proxies in region us"
+geo0=$("$FC" events | grep -c ' policy geo move' || true)
+"$FC" region-target us 2
+for ((i = 0; i < 30; i++)); do
+	[ "$("$FC" events | grep -c ' policy geo move' || true)" -gt "$geo0" ] && break
+	sleep 1
+done
+"$FC" events | grep ' policy geo move' | tail -n 1 || true
+for ((i = 0; i < 60; i++)); do
+	"$FC" --json migrations | grep -q '"phase": *"\(prepare\|migrating\|cutover\|verify\)"' || break
+	sleep 1
+done
+"$FC" regions
+"$FC" region-target us none >/dev/null
+
+step "9. Standbys: px-2 and px-4 get hot standbys on other hosts, made from their own definitions"
 vm_host() { "$FC" --json vms | python3 -c 'import json,sys
 print(next((v["host"] for v in json.load(sys.stdin)["vms"] if v["name"] == sys.argv[1]), ""))' "$1"; }
 vm_state() { "$FC" --json vms | python3 -c 'import json,sys
@@ -131,7 +150,7 @@ done
 sleep 20	# the standbys' proxyvmd comes up (TCG boots slowly)
 "$FC" vms
 
-step "9. A host dies (its libvirtd, QEMU processes and agent killed): the standbys serve"
+step "10. A host dies (its libvirtd, QEMU processes and agent killed): the standbys serve"
 victim=$(vm_host px-2)
 echo "killing $victim while a client connects through px-2 (10.77.1.102) every 20 ms"
 last=$("$FC" --json events | sed -n 's/.*"seq":\([0-9]*\).*/\1/p' | tail -n 1)
@@ -157,13 +176,13 @@ rm -f "$out"
 echo
 "$FC" status
 
-step "10. $victim comes back: the copies the failover replaced are removed"
+step "11. $victim comes back: the copies the failover replaced are removed"
 $LAB revive-host "$victim"
 sleep 8
 "$FC" vms
 
-step "11. What happened, as fleetd journaled it"
-"$FC" events | grep -E 'migration|drain|policy|failover|standby|dead' | tail -n 24
+step "12. What happened, as fleetd journaled it"
+"$FC" events | grep -E 'migration|drain|policy|geo|failover|standby|dead' | tail -n 26
 
 cat <<MSG
 
