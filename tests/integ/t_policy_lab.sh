@@ -7,6 +7,9 @@
 # each VM on eu-1 (eu-1 ~ 90%, hot) and a little through eu-2. fleetd must
 # move exactly the VMs its plan needs (the lower bound: one), journal the
 # move with its reason, bring every host under the mark, and then stay still.
+# Then geographic redistribution: with a target of one proxy in region us,
+# fleetd moves the cheapest eu proxy to us-1 (one move, journaled with its
+# reason), the edge re-points its /32, and it serves from there.
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
@@ -36,7 +39,7 @@ done
 
 # Rebalancing on, by reload: small NICs so that a few MiB/s make a hot host.
 sed -i 's/^nic = .*/nic = 8M/' "$CONF"
-printf '\n[policy]\nrebalance = yes\nhigh_water = 80\ntarget = 70\nwindow = 3s\n' >>"$CONF"
+printf '\n[policy]\nrebalance = yes\nhigh_water = 80\ntarget = 70\nwindow = 3s\ngeo = on\n' >>"$CONF"
 kill -HUP "$FPID"
 t_wait 5 grep -q 'reload ok' $STATE_DIR/fleetd/fleetd.log && t_ok "fleetd reloads with rebalancing on" ||
 	t_fail "fleetd reloads with rebalancing on" "$(tail -n 3 $STATE_DIR/fleetd/fleetd.log)"
@@ -70,4 +73,26 @@ hosts=$("$FC" --json hosts | tr -d ' \n\t')
 t_diag "loads after rebalancing: $(echo "$hosts" | grep -o '"name":"[a-z0-9-]*"\|"load":[0-9.e-]*' | paste -sd' ' -)"
 over=$(echo "$hosts" | grep -o '"load":[0-9.e-]*' | cut -d: -f2 | awk '$1 > 0.8' | wc -l)
 t_eq "no host over the high-water mark" 0 "$over"
+
+# Geographic redistribution.
+geo_moves() { "$FC" events | grep -c ' policy geo move ' || true; }
+in_flight() { "$FC" migrations | awk 'NR > 1 && $5 ~ /prepare|migrating|cutover|verify/' | grep -q .; }
+on_host() { "$FC" --json vms | python3 -c 'import json,sys
+print(" ".join(v["name"] for v in json.load(sys.stdin)["vms"] if v["host"] == sys.argv[1]))' "$1"; }
+g0=$(geo_moves)
+t_defer "'$FC' region-target us none"
+t_check "fleetctl region-target us 1" "$FC" region-target us 1
+t_wait 30 sh -c "[ \$(FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' events | grep -c ' policy geo move ') -gt $g0 ]" &&
+	t_ok "fleetd starts a geo move" || t_fail "fleetd starts a geo move" "$("$FC" regions)"
+t_match "journaled with its reason" "policy geo move .*to=us-1 reason=\".*us has 0 of target 1" "$("$FC" events)"
+t_wait 60 sh -c "! FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' migrations | awk 'NR > 1 && \$5 ~ /prepare|migrating|cutover|verify/' | grep -q ." ||
+	t_fail "the geo migration finishes"
+moved=$(on_host us-1 | tr ' ' '\n' | grep '^px-tpl-' | head -n1)
+t_match "a proxy now runs on us-1" '^px-tpl-[123]$' "$moved"
+case $moved in $A) mip=$AIP ;; $B) mip=$BIP ;; *) mip=$CIP ;; esac
+t_match "the edge routes its IP to us-1" "$mip via 10.77.2.11" "$(ip -n pf-edge route show "$mip")"
+t_wait 10 serves "$mip" && t_ok "$mip serves from us-1" || t_fail "$mip serves from us-1"
+sleep 3
+t_eq "one geo move, no more (the target is met)" $((g0 + 1)) "$(geo_moves)"
+t_match "fleetctl regions: us at its target" '^us +1 +1 +1 ' "$("$FC" regions)"
 t_done
