@@ -326,12 +326,16 @@ X
 echo "<node/>" >"$T_TMP/g-eu-2.xml"
 echo "<node/>" >"$T_TMP/g-us-1.xml"
 GPORT=$((PORT + 3)) GAPI=http://127.0.0.1:$((PORT + 3))
+# A Redis of its own too, so that it leads (see the plan fleetd above).
+GRPORT=$((RPORT + 2))
+t_redis_start $GRPORT || t_done
+R() { redis-cli -p $GRPORT "$@"; }
 geo_conf() { # GEO
 	cat >"$T_TMP/geo.conf" <<C
 [fleetd]
 api_listen = 127.0.0.1:$GPORT
 api_token = $TOKEN
-redis = 127.0.0.1:$RPORT
+redis = 127.0.0.1:$GRPORT
 tick = 200ms
 stale_after = 60s
 
