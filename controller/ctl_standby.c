@@ -12,9 +12,10 @@
  * Configuration stays in step through Redis: credentials live in pf:users
  * (rev in pf:users:rev, its write time in pf:users:rev_ms) and every guest
  * loads them on its 1 Hz tick, standby or not; each reports the revision
- * in force and when it came into force (cfg_rev, cfg_ms). The replication
- * lag is the gap between the write and a standby's cfg_ms, or the age of
- * the write while the standby is behind.
+ * in force (cfg_rev). The replication lag is the gap between the write and
+ * the moment fleetd sees the new revision in a standby's telemetry (fleetd's
+ * clock: a TCG guest's clock can be seconds off), or the write's age while
+ * the standby is behind.
  *
  * The replica policy runs on the tick: a protected primary without a live
  * standby gets one (one creation at a time per primary); a VM replaced by
@@ -795,13 +796,15 @@ ctl_standby_json(struct fleetd *env, const struct ctl_vm *vm, struct cJSON *o)
 		cJSON_AddStringToObject(o, "replaces", vm->meta.replaces);
 	cJSON_AddBoolToObject(o, "bound", vm->bound);
 	cJSON_AddNumberToObject(o, "cfg_rev", (double)vm->cfg_rev);
-	/* Replication lag: write to in force; the write's age while behind. */
+	/* Replication lag: from the write to fleetd seeing it in force (an
+	 * upper bound: it includes up to one telemetry period and one tick,
+	 * and uses no guest clock); the write's age while behind. A guest
+	 * that booted after the write counts from its first sample. */
 	if (env->users_rev > 0 && vm->tel_ms) {
 		int in_step = vm->cfg_rev >= env->users_rev;
-		/* A guest that booted after the write loaded it at start: the
-		 * lag counts from the later of the two. */
-		int64_t from = env->users_rev_ms > vm->tel_boot_ms ? env->users_rev_ms : vm->tel_boot_ms;
-		int64_t lag = in_step ? vm->cfg_ms - from : now - env->users_rev_ms;
+		int64_t from = env->users_rev_ms > vm->tel_first_ms ? env->users_rev_ms :
+		    vm->tel_first_ms;
+		int64_t lag = in_step ? vm->cfg_seen_ms - from : now - env->users_rev_ms;
 
 		cJSON_AddBoolToObject(o, "cfg_in_step", in_step);
 		cJSON_AddNumberToObject(o, "cfg_lag_ms", (double)(lag < 0 ? 0 : lag));

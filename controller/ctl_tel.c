@@ -63,10 +63,20 @@ ctl_tel_vm(struct fleetd *env, struct ctl_vm *vm, redisReply *r)
 		memset(&vm->reqs, 0, sizeof(vm->reqs));
 		memset(&vm->conns, 0, sizeof(vm->conns));
 	}
+	if (boot != vm->tel_boot_ms)
+		vm->tel_first_ms = clock_wall_ms();	/* this boot's first sample, our clock */
 	vm->tel_boot_ms = boot;
 	vm->tel_ms = ts;
 	vm->conns_active = active;
-	vm->cfg_rev = rev ? strtoll(rev, NULL, 10) : 0;
+	{
+		long long nrev = rev ? strtoll(rev, NULL, 10) : 0;
+
+		/* When we saw a new revision in force, by our clock: the guest's
+		 * own clock (cfg_ms) may be off by seconds under TCG. */
+		if (nrev != vm->cfg_rev)
+			vm->cfg_seen_ms = clock_wall_ms();
+		vm->cfg_rev = nrev;
+	}
 	vm->cfg_ms = (int64_t)ctl_tel_num(r, "cfg_ms");
 	vm->bound = ctl_tel_num(r, "bound") != 0;
 	ctl_rate_update(&vm->up, up, ts, CTL_TEL_ALPHA);
