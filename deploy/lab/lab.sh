@@ -92,8 +92,11 @@ spawn() {
 	# Every descriptor above 2 is closed before the exec: a daemon that
 	# inherited the caller's lock (flock /tmp/pf-lab.lock make lab-up, or
 	# fd 9 of lab_lock) would hold it for the lab's whole life, and the
-	# next `flock ... make lab-down` would wait for it forever.
-	setsid bash -c 'echo $$ >"$0"; for f in /proc/$$/fd/*; do f=${f##*/}; [ "$f" -gt 2 ] && exec {f}>&-; done 2>/dev/null; exec "$@"' \
+	# next `flock ... make lab-down` would wait for it forever. No
+	# redirection on the loop: bash would save stderr in a descriptor the
+	# loop then closes, and every daemon's log would go to /dev/null.
+	setsid bash -c 'echo $$ >"$0"; for f in /proc/$$/fd/*; do f=${f##*/}
+		if [ "$f" -gt 2 ] && [ -e "/proc/$$/fd/$f" ]; then exec {f}>&-; fi; done; exec "$@"' \
 		"$pidf" "$@" </dev/null >>"$logf" 2>&1 9<&- &
 	local i=0
 	while [ ! -s "$pidf" ]; do
