@@ -97,8 +97,15 @@ t_redis_start() {
 # UBSan report (the daemons run sanitized under SANITIZE=1); otherwise the
 # first reports are shown.
 t_no_sanitizer_report() {
-	local desc=$1 pat='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error'
+	local desc=$1 pat='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error' f
 	shift
+	# An empty or missing log would pass unread: each must have lines.
+	for f in "$@"; do
+		if [ ! -s "$f" ]; then
+			t_fail "$desc" "$f is empty or missing: the daemon's output went elsewhere"
+			return
+		fi
+	done
 	if grep -qE "$pat" "$@" 2>/dev/null; then
 		t_fail "$desc" "$(grep -A20 -E 'ERROR: |runtime error' "$@" 2>/dev/null | head -40)"
 	else

@@ -220,6 +220,6 @@ t_wait 120 fo_is $S3 phase done && t_ok "fleetd starts and promotes the warm $S4
 t_wait 30 serves $PIP && t_ok "$PIP serves from the warm standby" || t_fail "$PIP serves from the warm standby"
 t_diag "warm failover: host kill to serving $(( $(date +%s%3N) - T0 )) ms (the guest boots first); fleetd detect_to_serving_ms=$(fof $S3 detect_to_serving_ms)"
 t_check "$H3 comes back" $LAB revive-host "$H3"
-t_no_sanitizer_report "no sanitizer report in fleetd or the agents" /run/proxyfleet-lab/fleetd/fleetd.log \
+t_no_sanitizer_report "no sanitizer report in fleetd or the agents" /run/proxyfleet-lab/fleetd/fleetd.log /run/proxyfleet-lab/fleetd-b/fleetd.log \
 	/run/proxyfleet-lab/agents/*/netmigrated.log
 t_done
