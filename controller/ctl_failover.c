@@ -48,6 +48,7 @@
 #define CTL_FO_BIND_TRIES 20
 #define CTL_FO_UP_MS 60000	/* a warm standby has this long to boot */
 #define CTL_FO_ORDER_MS 3000
+#define CTL_FO_RETRY_MS 5000	/* a host's failed promotions are tried again */
 
 enum ctl_fo_phase { FO_FENCE, FO_START, FO_WAIT_UP, FO_BIND, FO_ANNOUNCE, FO_DONE, FO_FAILED };
 
@@ -98,6 +99,15 @@ ctl_hname(const struct fleetd *env, int h)
 
 static void ctl_fo_step(struct fleetd *env, struct ctl_fo *f);
 
+/* How long a lease must stay away before fleetd fences through a libvirt
+ * that still answers: an agent that restarts waits out its predecessor's
+ * lease, so its key is absent for up to a third of a lease. */
+static int64_t
+ctl_fo_grace(const struct ctl_host *host)
+{
+	return (host->fo_lease_ms ? host->fo_lease_ms : 3000) / 2 + 100;
+}
+
 static void
 ctl_fo_end(struct fleetd *env, struct ctl_fo *f, enum ctl_fo_phase end, const char *error)
 {
@@ -111,6 +121,13 @@ ctl_fo_end(struct fleetd *env, struct ctl_fo *f, enum ctl_fo_phase end, const ch
 	if (s)
 		s->failover = 0;
 	if (end == FO_FAILED) {
+		/* A switchover that fenced the primary and then failed gives it
+		 * its port back: it is still the one that serves. */
+		if (f->planned && at > FO_FENCE && p && p->host == f->from &&
+		    ctl_order_send(env, ctl_hname(env, f->from), "unfence", p,
+		    env->model.hosts[f->from].conf->bridge, NULL, CTL_FO_ORDER_MS, NULL, NULL) == 0)
+			log_info("failover id=%u unfence vm=%s on=%s (switchover failed)", f->id, f->vm,
+			    ctl_hname(env, f->from));
 		str_copy(f->error, error, sizeof(f->error));
 		env->stats.failovers_failed++;
 		ctl_journal(env, "failover", "failed id=%u vm=%s standby=%s from=%s to=%s phase=%s "
@@ -133,8 +150,6 @@ ctl_fo_end(struct fleetd *env, struct ctl_fo *f, enum ctl_fo_phase end, const ch
 	    (long long)(f->t_serving - f->t_bound), f->reason);
 	/* The standby is the primary now; the old one is a stale copy. */
 	if (s) {
-		struct ctl_vm_meta old = s->meta;
-
 		s->meta.role = ROLE_PRIMARY;
 		s->meta.peer[0] = '\0';
 		str_copy(s->meta.replaces, f->vm, sizeof(s->meta.replaces));
@@ -144,8 +159,10 @@ ctl_fo_end(struct fleetd *env, struct ctl_fo *f, enum ctl_fo_phase end, const ch
 			str_copy(s->meta.sb_region, p->meta.sb_region, sizeof(s->meta.sb_region));
 		}
 		if (ctl_meta_write(env, s) < 0) {
-			log_warnx("cannot record %s as primary in libvirt; retrying on the tick", s->name);
-			s->meta = old;
+			/* The model keeps the new role; the tick writes it. */
+			log_warnx("cannot record %s as primary in libvirt now; retrying on the tick",
+			    s->name);
+			s->meta_pending = s->meta_dirty = 1;
 		}
 	}
 }
@@ -243,16 +260,8 @@ ctl_fo_bind_cb(struct evhttp_request *req, void *arg)
 	if (code == 200) {
 		f->t_bound = clock_mono_ms();
 		ctl_fo_announce(env, f);
-		return;
 	}
-	if (++f->bind_tries >= CTL_FO_BIND_TRIES) {
-		char why[160];
-
-		snprintf(why, sizeof(why), "the standby's admin endpoint did not bind the IPs "
-		    "(%s after %d tries)", code ? "HTTP error" : "no answer", f->bind_tries);
-		ctl_fo_end(env, f, FO_FAILED, why);
-	}
-	/* Otherwise the next poll tries again (ctl_fo_tick). */
+	/* Otherwise the next poll tries again (ctl_fo_tick counts the tries). */
 }
 
 static void
@@ -280,10 +289,12 @@ ctl_fo_bind(struct fleetd *env, struct ctl_fo *f)
 	if (!(req = evhttp_request_new(ctl_fo_bind_cb, f)))
 		return;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Host", ip);
-	if (evhttp_make_request(f->cn, req, EVHTTP_REQ_POST, "/service/bind") < 0)
+	/* Set first: a connect that fails at once calls back from inside. */
+	f->bind_inflight = 1;
+	if (evhttp_make_request(f->cn, req, EVHTTP_REQ_POST, "/service/bind") < 0) {
+		f->bind_inflight = 0;
 		log_warnx("failover id=%u bind request to %s failed to start", f->id, ip);
-	else
-		f->bind_inflight = 1;
+	}
 }
 
 static void
@@ -409,7 +420,21 @@ ctl_fo_begin(struct fleetd *env, struct ctl_vm *p, struct ctl_vm *s, int planned
 
 /* ----- dead hosts ----------------------------------------------------------- */
 
-/* Fail over every protected primary of host h. */
+/* Some running primary says it took over from vm. */
+static int
+ctl_fo_replaced(const struct fleetd *env, const struct ctl_vm *vm)
+{
+	for (int i = 0; i < env->model.nvms; i++) {
+		const struct ctl_vm *o = env->model.vms[i];
+
+		if (o != vm && o->meta.role == ROLE_PRIMARY && strcmp(o->meta.replaces, vm->name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Fail over every protected primary of host h (not yet replaced, not in a
+ * promotion already). */
 static void
 ctl_fo_host(struct fleetd *env, int h, int libvirt_alive, const char *why)
 {
@@ -417,14 +442,18 @@ ctl_fo_host(struct fleetd *env, int h, int libvirt_alive, const char *why)
 	int64_t hb = host->fo_lease_ms ? host->fo_expiry_ms - host->fo_lease_ms : 0;
 	int n = 0;
 
+	if (!host->fo_acted)
+		ctl_journal(env, "host", "%s host=%s heartbeat_age_ms=%lld why=\"%s\"",
+		    libvirt_alive ? "lease-lost-libvirt-up" : "dead", host->conf->name,
+		    hb ? (long long)(clock_mono_ms() - hb) : -1LL, why);
 	host->dead = 1;
-	ctl_journal(env, "host", "%s host=%s heartbeat_age_ms=%lld why=\"%s\"",
-	    libvirt_alive ? "lease-lost-libvirt-up" : "dead", host->conf->name,
-	    hb ? (long long)(clock_mono_ms() - hb) : -1LL, why);
+	host->fo_acted = 1;
+	host->fo_retry_ms = clock_mono_ms() + CTL_FO_RETRY_MS;
 	for (int i = 0; i < env->model.nvms; i++) {
 		struct ctl_vm *p = env->model.vms[i], *s;
 
-		if (p->host != h || p->meta.role != ROLE_PRIMARY || !p->meta.protect || p->failover)
+		if (p->host != h || p->meta.role != ROLE_PRIMARY || !p->meta.protect || p->failover ||
+		    ctl_fo_replaced(env, p))
 			continue;
 		s = p->meta.peer[0] ? ctl_vm_find(&env->model, p->meta.peer) : NULL;
 		if (!s || s->host < 0 || s->host == h || !ctl_host_usable(env, s->host) || s->failover) {
@@ -438,6 +467,29 @@ ctl_fo_host(struct fleetd *env, int h, int libvirt_alive, const char *why)
 	log_info("host failover host=%s promotions=%d", host->conf->name, n);
 }
 
+/* The host's lease is back: what its agent fenced and no failover replaced
+ * may serve again (the agent brings nothing up by itself). */
+static void
+ctl_fo_host_back(struct fleetd *env, int h)
+{
+	struct ctl_host *host = &env->model.hosts[h];
+	int n = 0;
+
+	for (int i = 0; i < env->model.nvms; i++) {
+		struct ctl_vm *p = env->model.vms[i];
+
+		if (p->host != h || p->meta.role != ROLE_PRIMARY || !p->meta.protect || p->failover ||
+		    ctl_fo_replaced(env, p) || !p->mac[0])
+			continue;
+		if (ctl_order_send(env, host->conf->name, "unfence", p, host->conf->bridge, NULL,
+		    CTL_FO_ORDER_MS, NULL, NULL) == 0)
+			n++;
+	}
+	ctl_journal(env, "host", "back host=%s (lease renewed) unfenced=%d", host->conf->name, n);
+	host->fo_lost = host->fo_probed = host->fo_alive = host->fo_acted = 0;
+	host->dead = 0;
+}
+
 static void
 ctl_fo_probe_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const char *error,
     int64_t took_ms)
@@ -448,24 +500,27 @@ ctl_fo_probe_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, con
 
 	(void)j;
 	host->fo_probing = 0;
-	if (host->dead)
-		return;
-	if (host->fo_expiry_ms > clock_mono_ms()) {
-		log_info("lease back during the probe host=%s: nothing to do", host->conf->name);
-		return;
-	}
+	if (!host->fo_lost || host->fo_acted)
+		return;	/* the lease came back meanwhile, or we acted already */
+	host->fo_probed = 1;
+	host->fo_alive = ok;
 	if (!env->conf->fo_enable) {
 		ctl_journal(env, "host", "lease-lost host=%s libvirt=%s failover=off", host->conf->name,
 		    ok ? "up" : "down");
+		host->fo_acted = 1;	/* nothing more until the lease returns */
 		host->dead = !ok;
 		return;
 	}
-	if (ok)
-		snprintf(why, sizeof(why), "lease expired; libvirt answers (probe %lld ms): the "
-		    "agent is gone or cut off from Redis", (long long)took_ms);
-	else
-		snprintf(why, sizeof(why), "lease expired; libvirt unreachable: %s", error);
-	ctl_fo_host(env, h, ok, why);
+	if (ok) {
+		/* libvirt answers: an agent restarting is absent for a moment
+		 * too; the poll acts once the lease has stayed away long enough. */
+		log_info("lease gone host=%s but libvirt answers (probe %lld ms): waiting %lld ms "
+		    "before fencing through libvirt", host->conf->name, (long long)took_ms,
+		    (long long)ctl_fo_grace(host));
+		return;
+	}
+	snprintf(why, sizeof(why), "lease expired; libvirt unreachable: %s", error);
+	ctl_fo_host(env, h, 0, why);
 }
 
 static void
@@ -482,10 +537,10 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 	if (!reply || reply->type != REDIS_REPLY_INTEGER || env->stopping)
 		return;
 	if (reply->integer > 0) {
-		if (host->dead) {
-			ctl_journal(env, "host", "back host=%s (lease renewed)", host->conf->name);
-			host->dead = 0;
-		}
+		if (host->fo_lost && ctl_leader_is(env))
+			ctl_fo_host_back(env, l->host);
+		host->fo_lost = 0;
+		host->dead = 0;
 		host->fo_seen = 1;
 		host->fo_expiry_ms = now + reply->integer;
 		if (reply->integer > host->fo_lease_ms)
@@ -494,9 +549,19 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 	}
 	/* Every instance follows the leases, so a new leader knows them at
 	 * once; only the leader acts on a loss. */
-	if (reply->integer != -2 || !host->fo_seen || host->dead || host->fo_probing ||
-	    !ctl_leader_is(env) || env->recon)
+	if (reply->integer != -2 || !host->fo_seen || !ctl_leader_is(env) || env->recon)
 		return;
+	if (!host->fo_lost) {
+		host->fo_lost = 1;
+		host->fo_lost_ms = now;
+		host->fo_probed = host->fo_alive = host->fo_acted = 0;
+	}
+	if (host->fo_acted) {
+		/* Promotions that failed are tried again, now and then. */
+		if (host->dead && env->conf->fo_enable && now >= host->fo_retry_ms)
+			ctl_fo_host(env, l->host, host->fo_alive, "retry: promotions left after a failure");
+		return;
+	}
 	for (int h = 0; h < env->model.nhosts; h++)
 		missing += env->model.hosts[h].fo_seen && env->model.hosts[h].fo_expiry_ms <= now;
 	if (env->model.nhosts > 2 && missing * 2 > env->model.nhosts) {
@@ -508,31 +573,54 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	env->fo_mass = 0;
-	log_info("lease gone host=%s: probing libvirt (timeout %lld ms)", host->conf->name,
-	    env->conf->fo_probe_ms);
-	host->fo_probing = 1;
-	if (ctl_vjob_probe(env, l->host, (int)env->conf->fo_probe_ms, ctl_fo_probe_done,
-	    (void *)(intptr_t)l->host) < 0)
-		host->fo_probing = 0;
+	if (host->fo_probing)
+		return;
+	if (!host->fo_probed) {
+		log_info("lease gone host=%s: probing libvirt (timeout %lld ms)", host->conf->name,
+		    env->conf->fo_probe_ms);
+		host->fo_probing = 1;
+		if (ctl_vjob_probe(env, l->host, (int)env->conf->fo_probe_ms, ctl_fo_probe_done,
+		    (void *)(intptr_t)l->host) < 0)
+			host->fo_probing = 0;
+		return;
+	}
+	if (host->fo_alive && now - host->fo_lost_ms >= ctl_fo_grace(host)) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "lease expired and stayed away %lld ms; libvirt answers: "
+		    "the agent is gone or cut off from Redis", (long long)(now - host->fo_lost_ms));
+		ctl_fo_host(env, l->host, 1, why);
+	}
 }
 
 /* Promotions waiting on something the poll sees: a warm standby's first
- * telemetry, a bind to retry. */
+ * telemetry (by fleetd's clock), a bind to retry. A fleetd that is no
+ * longer the leader gives its promotions up (the new one decides). */
 static void
 ctl_fo_tick(struct fleetd *env)
 {
+	int lead = ctl_leader_is(env);
+
 	for (struct ctl_fo *f = env->fos; f; f = f->next) {
 		struct ctl_vm *s = ctl_vm_find(&env->model, f->sb);
 
-		if (f->phase == FO_WAIT_UP) {
-			if (s && s->tel_ms >= f->wall_start_ms) {
+		if (f->phase >= FO_DONE)
+			continue;
+		if (!lead) {
+			ctl_fo_end(env, f, FO_FAILED, "this fleetd stepped down");
+		} else if (f->phase == FO_WAIT_UP) {
+			if (s && s->tel_first_ms >= f->wall_start_ms) {
 				f->phase = FO_BIND;
 				ctl_fo_bind(env, f);
 			} else if (clock_mono_ms() - f->t_start > CTL_FO_UP_MS) {
 				ctl_fo_end(env, f, FO_FAILED, "the warm standby did not come up in 60 s");
 			}
-		} else if (f->phase == FO_BIND && f->bind_tries > 0 && !f->bind_inflight) {
-			ctl_fo_bind(env, f);
+		} else if (f->phase == FO_BIND && !f->bind_inflight) {
+			if (++f->bind_tries > CTL_FO_BIND_TRIES)
+				ctl_fo_end(env, f, FO_FAILED, "the standby's admin endpoint did not bind "
+				    "the IPs");
+			else
+				ctl_fo_bind(env, f);
 		}
 	}
 }
@@ -567,7 +655,7 @@ ctl_failover_start(struct fleetd *env)
 		ctl_fo_leases[h].host = h;
 		/* No fence set written yet: the first tick writes every host's,
 		 * replacing what an earlier fleetd left. */
-		str_copy(env->model.hosts[h].fence_sig, "?", sizeof(env->model.hosts[h].fence_sig));
+		env->model.hosts[h].fence_known = 0;
 	}
 }
 

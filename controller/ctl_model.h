@@ -94,6 +94,7 @@ struct ctl_vm {
 
 	/* standbys and failover (ctl_standby.c, ctl_failover.c) */
 	int meta_pending;	/* a metadata write is on its way: keep ours */
+	int meta_dirty;		/* ... and failed: written again on the tick */
 	int64_t sb_retry_ms;	/* no standby creation before (monotonic ms) */
 	int sb_blocked;		/* "no host for a standby" journaled */
 	int failover;		/* a promotion involves it */
@@ -116,8 +117,16 @@ struct ctl_host {
 	int64_t fo_expiry_ms;	/* monotonic ms the lease runs out, as last read */
 	int64_t fo_lease_ms;	/* the longest TTL seen: the agent's lease length */
 	int fo_probing;		/* a libvirt port probe is out */
+	int fo_lost;		/* the lease is gone (noticed at fo_lost_ms), not back yet */
+	int64_t fo_lost_ms;
+	int fo_probed, fo_alive;	/* probed since; libvirt answered */
+	int fo_acted;		/* promotions started for this loss */
+	int64_t fo_retry_ms;	/* failed promotions tried again after this */
 	int dead;		/* lease gone and libvirt unreachable: failed over */
-	char fence_sig[1024];	/* the fence set last written (ctl_standby.c) */
+	/* the fence set (ctl_standby.c): a hash of what Redis confirmed holding */
+	uint64_t fence_hash;
+	int fence_known;	/* fence_hash is what Redis has (0: write it again) */
+	int fence_writing;	/* a MULTI/EXEC is out */
 	int draining, maintenance;
 	char drain_blocked[160];	/* why the drain cannot move a VM now */
 	/* agent metrics */

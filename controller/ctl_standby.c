@@ -42,6 +42,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#define CTL_SB_CREATING_MAX 4	/* standby creations at once, fleet-wide */
+
 /* ----- libvirt jobs ------------------------------------------------------ */
 
 struct ctl_vjob {
@@ -323,12 +325,21 @@ ctl_meta_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const c
 	struct ctl_vm *vm = ctl_vm_find(&env->model, j->vm);
 
 	(void)arg;
-	if (vm)
+	if (vm && j->kind == VJ_META && !ok) {
+		/* Keep our copy winning over listings and write it again: a
+		 * promoted standby must not turn back into one. */
+		vm->meta_dirty = 1;
+		vm->sb_retry_ms = clock_mono_ms() + 2000;
+	} else if (vm) {
 		vm->meta_pending = 0;
+		if (j->kind == VJ_META)
+			vm->meta_dirty = 0;
+	}
 	if (!ok)
-		log_warnx("metadata write failed vm=%s: %s", j->vm, error);
+		log_warnx("%s failed vm=%s: %s", ctl_vjob_names[j->kind], j->vm, error);
 	else
-		log_info("metadata written vm=%s took_ms=%lld", j->vm, (long long)took_ms);
+		log_info("%s done vm=%s took_ms=%lld", ctl_vjob_names[j->kind], j->vm,
+		    (long long)took_ms);
 	ctl_virt_refresh(env->virt, j->host);
 }
 
@@ -367,6 +378,32 @@ ctl_host_usable(const struct fleetd *env, int h)
 	    !host->maintenance;
 }
 
+/* Memory the standbys being made on host h will take (not in the tally
+ * until their host lists them). */
+static int64_t
+ctl_creating_mem(struct fleetd *env, int h)
+{
+	int64_t sum = 0;
+
+	for (struct ctl_vjob *j = env->vjobs; j; j = j->next) {
+		const struct ctl_vm *p;
+
+		if (j->kind == VJ_CREATE && j->host2 == h && (p = ctl_vm_find(&env->model, j->vm)))
+			sum += (int64_t)p->mem_bytes;
+	}
+	return sum;
+}
+
+static int
+ctl_creating(struct fleetd *env)
+{
+	int n = 0;
+
+	for (struct ctl_vjob *j = env->vjobs; j; j = j->next)
+		n += j->kind == VJ_CREATE;
+	return n;
+}
+
 static int
 ctl_standby_host(struct fleetd *env, const struct ctl_vm *p)
 {
@@ -380,7 +417,8 @@ ctl_standby_host(struct fleetd *env, const struct ctl_vm *p)
 		for (int h = 0; h < m->nhosts; h++) {
 			const struct ctl_host *host = &m->hosts[h];
 			const char *rn = host->region >= 0 ? env->conf->regions[host->region].name : "";
-			int64_t free_b = host->conf->memory - (int64_t)host->mem_used;
+			int64_t free_b = host->conf->memory - (int64_t)host->mem_used -
+			    ctl_creating_mem(env, h);
 
 			if (h == p->host || !ctl_host_usable(env, h) || free_b < (int64_t)p->mem_bytes)
 				continue;
@@ -441,20 +479,37 @@ ctl_standby_name(struct fleetd *env, const char *primary, char *out, size_t outl
 		blen = (size_t)(s - primary);
 	snprintf(base, sizeof(base), "%.*s", (int)blen, primary);
 	for (int n = 1; n < 1000; n++) {
+		int taken;
+
 		snprintf(out, outlen, "%.40s-s%d", base, n);
-		if (!ctl_vm_find(&env->model, out) && !ctl_vjob_busy(env, out))
+		taken = ctl_vm_find(&env->model, out) || ctl_vjob_busy(env, out);
+		/* Nor a name some primary says it replaced: the new standby
+		 * would be removed as that stale copy. */
+		for (int i = 0; i < env->model.nvms && !taken; i++)
+			taken = strcmp(env->model.vms[i]->meta.replaces, out) == 0;
+		if (!taken)
 			return;
 	}
 }
 
+/* A random 52:54:00 MAC no VM of the fleet (or creation under way) has. */
 static void
-ctl_mac_random(char *out, size_t outlen)
+ctl_mac_random(struct fleetd *env, char *out, size_t outlen)
 {
-	unsigned char r[3] = { 0 };
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned char r[3] = { 0 };
+		int used = 0;
 
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		r[0] = (unsigned char)clock_mono_us();
-	snprintf(out, outlen, "52:54:00:%02x:%02x:%02x", r[0], r[1], r[2]);
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r[0] = (unsigned char)clock_mono_us(), r[1] = (unsigned char)tries;
+		snprintf(out, outlen, "52:54:00:%02x:%02x:%02x", r[0], r[1], r[2]);
+		for (int i = 0; i < env->model.nvms && !used; i++)
+			used = strcasecmp(env->model.vms[i]->mac, out) == 0;
+		for (struct ctl_vjob *j = env->vjobs; j && !used; j = j->next)
+			used = j->kind == VJ_CREATE && strcasecmp(j->spec.mac, out) == 0;
+		if (!used)
+			return;
+	}
 }
 
 /* ----- creation --------------------------------------------------------------- */
@@ -535,7 +590,7 @@ ctl_standby_create(struct fleetd *env, struct ctl_vm *p)
 	memcpy(j->spec.meta.ips, p->meta.ips, sizeof(p->meta.ips));
 	j->spec.meta.nips = p->meta.nips;
 	j->spec.meta.pin = p->meta.pin;
-	ctl_mac_random(j->spec.mac, sizeof(j->spec.mac));
+	ctl_mac_random(env, j->spec.mac, sizeof(j->spec.mac));
 	str_copy(j->spec.bridge, env->model.hosts[h].conf->bridge, sizeof(j->spec.bridge));
 	str_copy(j->spec.gateway, r->gateway, sizeof(j->spec.gateway));
 	j->start = p->meta.protect == PROTECT_HOT;
@@ -547,9 +602,17 @@ ctl_standby_create(struct fleetd *env, struct ctl_vm *p)
 	}
 	log_info("standby create vm=%s standby=%s on=%s mode=%s", p->name, j->spec.meta.id,
 	    env->model.hosts[h].conf->name, ctl_protect_name(p->meta.protect));
-	p->meta = pm;		/* peer set now: the tick makes no second one */
-	p->meta_pending = 1;
-	ctl_vjob_go(env, j);
+	{
+		struct ctl_vm_meta was = p->meta;
+
+		p->meta = pm;		/* peer set now: the tick makes no second one */
+		p->meta_pending = 1;
+		if (ctl_vjob_go(env, j) < 0) {
+			p->meta = was;
+			p->meta_pending = 0;
+			p->sb_retry_ms = clock_mono_ms() + 10000;
+		}
+	}
 }
 
 /* ----- the replica policy -------------------------------------------------------- */
@@ -568,6 +631,15 @@ ctl_remove_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, const
 	if (vm && ok && vm->host == j->host) {
 		ctl_vm_remove(&env->model, vm);	/* the listing would say so too */
 		ctl_model_tally(&env->model);
+		/* The stale copy is gone: whoever replaced it forgets its name. */
+		for (int i = 0; i < env->model.nvms; i++) {
+			struct ctl_vm *rep = env->model.vms[i];
+
+			if (strcmp(rep->meta.replaces, j->vm) == 0) {
+				rep->meta.replaces[0] = '\0';
+				ctl_meta_write(env, rep);
+			}
+		}
 	} else if (vm) {
 		vm->sb_retry_ms = clock_mono_ms() + 10000;
 	}
@@ -593,53 +665,93 @@ ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why)
 }
 
 /* The MACs a host's agent silences when it fences: its protected primaries
- * that have a standby. One pass over the VMs; Redis is written only for the
- * hosts whose list changed. */
+ * that have a standby. One pass hashes each host's list; a host whose hash
+ * differs from what Redis confirmed is written again in one MULTI/EXEC, and
+ * the hash counts only once EXEC has answered. After a reconnect every set
+ * is written again (ctl_standby_redis_up): Redis may have restarted empty. */
+struct ctl_fence_w {
+	struct fleetd *env;
+	int host;
+	uint64_t hash;
+};
+
+static int
+ctl_fence_member(const struct ctl_vm *vm)
+{
+	return vm->host >= 0 && vm->meta.role == ROLE_PRIMARY && vm->meta.protect &&
+	    vm->meta.peer[0] && vm->mac[0];
+}
+
+static void
+ctl_fence_exec_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct ctl_fence_w *w = priv;
+	redisReply *reply = r;
+	struct ctl_host *host = &w->env->model.hosts[w->host];
+
+	(void)ac;
+	host->fence_writing = 0;
+	if (reply && reply->type == REDIS_REPLY_ARRAY && !w->env->stopping) {
+		host->fence_hash = w->hash;
+		host->fence_known = 1;
+		log_info("fence set host=%s written", host->conf->name);
+	}
+	free(w);
+}
+
 static void
 ctl_fence_sets(struct fleetd *env)
 {
 	struct ctl_model *m = &env->model;
-	size_t siglen = sizeof(m->hosts[0].fence_sig);
-	char *sigs = calloc((size_t)(m->nhosts ? m->nhosts : 1), siglen);
+	uint64_t *hash = calloc((size_t)(m->nhosts ? m->nhosts : 1), sizeof(*hash));
 
-	if (!sigs)
+	if (!hash || !rlink_is_up(env->redis)) {
+		free(hash);
 		return;
+	}
+	for (int h = 0; h < m->nhosts; h++)
+		hash[h] = 1469598103934665603ULL;	/* FNV-1a offset basis */
 	for (int i = 0; i < m->nvms; i++) {
 		const struct ctl_vm *vm = m->vms[i];
-		char *sig;
-		size_t used;
 
-		if (vm->host < 0 || vm->meta.role != ROLE_PRIMARY || !vm->meta.protect ||
-		    !vm->meta.peer[0] || !vm->mac[0])
+		if (!ctl_fence_member(vm))
 			continue;
-		sig = sigs + (size_t)vm->host * siglen;
-		used = strlen(sig);
-		if (used + sizeof(vm->mac) + 1 < siglen)
-			snprintf(sig + used, siglen - used, "%s ", vm->mac);
+		for (const char *c = vm->mac; *c; c++)
+			hash[vm->host] = (hash[vm->host] ^ (uint8_t)*c) * 1099511628211ULL;
 	}
-	for (int h = 0; h < m->nhosts && rlink_is_up(env->redis); h++) {
+	for (int h = 0; h < m->nhosts; h++) {
 		struct ctl_host *host = &m->hosts[h];
-		char *sig = sigs + (size_t)h * siglen, key[160];
+		struct ctl_fence_w *w;
+		char key[160];
+		int n = 0;
 
-		if (strcmp(sig, host->fence_sig) == 0)
+		if ((host->fence_known && host->fence_hash == hash[h]) || host->fence_writing ||
+		    !(w = calloc(1, sizeof(*w))))
 			continue;
+		w->env = env;
+		w->host = h;
+		w->hash = hash[h];
 		snprintf(key, sizeof(key), "pf:host:%s:fence", host->conf->name);
-		/* One transaction: the agent never reads a half-written set. */
 		rlink_command(env->redis, NULL, NULL, "MULTI");
 		rlink_command(env->redis, NULL, NULL, "DEL %s", key);
-		for (char *mac = sig; *mac; mac += 18) {
-			char one[18];
-
-			/* hiredis formats %s and %b only: no "%.17s". */
-			snprintf(one, sizeof(one), "%.17s", mac);
-			rlink_command(env->redis, NULL, NULL, "SADD %s %s", key, one);
+		for (int i = 0; i < m->nvms; i++)
+			if (m->vms[i]->host == h && ctl_fence_member(m->vms[i]) && ++n)
+				rlink_command(env->redis, NULL, NULL, "SADD %s %s", key, m->vms[i]->mac);
+		if (rlink_command(env->redis, ctl_fence_exec_cb, w, "EXEC") < 0) {
+			free(w);
+			continue;
 		}
-		if (rlink_command(env->redis, NULL, NULL, "EXEC") == 0) {
-			str_copy(host->fence_sig, sig, siglen);
-			log_info("fence set host=%s vms=%zu", host->conf->name, strlen(sig) / 18);
-		}
+		host->fence_writing = 1;
+		log_info("fence set host=%s vms=%d", host->conf->name, n);
 	}
-	free(sigs);
+	free(hash);
+}
+
+void
+ctl_standby_redis_up(struct fleetd *env)
+{
+	for (int h = 0; h < env->model.nhosts; h++)
+		env->model.hosts[h].fence_known = 0;
 }
 
 static void
@@ -683,7 +795,7 @@ ctl_standby_tick(struct fleetd *env)
 
 		if (rep->meta.role != ROLE_PRIMARY || !rep->meta.replaces[0] ||
 		    !(old = ctl_vm_find(m, rep->meta.replaces)) || old == rep || old->host < 0 ||
-		    old->failover)
+		    old->failover || strcmp(rep->meta.peer, old->name) == 0)
 			continue;
 		snprintf(why, sizeof(why), "replaced by %s in a failover", rep->name);
 		ctl_vm_remove_domain(env, old, why);
@@ -693,6 +805,11 @@ ctl_standby_tick(struct fleetd *env)
 
 		if (vm->host < 0 || ctl_vjob_busy(env, vm->name) || vm->migration || vm->failover)
 			continue;
+		if (vm->meta_dirty) {
+			if (now >= vm->sb_retry_ms && m->hosts[vm->host].connected)
+				ctl_meta_write(env, vm);
+			continue;
+		}
 		/* A standby its primary no longer names (replaced after its host
 		 * died, or protection moved elsewhere). */
 		if (vm->meta.role == ROLE_STANDBY && vm->meta.peer[0] &&
@@ -708,6 +825,7 @@ ctl_standby_tick(struct fleetd *env)
 		if (sb && sb->host >= 0 && !m->hosts[sb->host].dead) {
 			/* Warm to hot: start it; hot to warm: stop it, keep it defined. */
 			if (!ctl_vjob_busy(env, sb->name) && ctl_host_usable(env, sb->host) &&
+			    sb->meta.role == ROLE_STANDBY && strcmp(sb->meta.peer, vm->name) == 0 &&
 			    ((vm->meta.protect == PROTECT_HOT && sb->state == VM_SHUTOFF) ||
 			    (vm->meta.protect == PROTECT_WARM && sb->state == VM_RUNNING))) {
 				int start = vm->meta.protect == PROTECT_HOT;
@@ -722,7 +840,9 @@ ctl_standby_tick(struct fleetd *env)
 		if (sb && sb->host >= 0 && m->hosts[sb->host].dead)
 			ctl_journal(env, "standby", "lost vm=%s standby=%s host=%s (dead)", vm->name,
 			    sb->name, m->hosts[sb->host].conf->name);
-		ctl_standby_create(env, vm);
+		/* A few at a time: each is a thread and a guest booting. */
+		if (ctl_creating(env) < CTL_SB_CREATING_MAX)
+			ctl_standby_create(env, vm);
 	}
 	ctl_fence_sets(env);
 }

@@ -60,7 +60,8 @@ ctl_xml_cmdline(xmlNodePtr cmd, const struct ctl_standby_spec *s)
 	size_t off = 0;
 
 	out[0] = '\0';
-	for (w = strtok_r((char *)old, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
+	for (w = old ? strtok_r((char *)old, " \t\n", &save) : NULL; w;
+	    w = strtok_r(NULL, " \t\n", &save)) {
 		int drop = 0;
 
 		for (size_t i = 0; i < PF_ARRAY_LEN(ours); i++)
@@ -145,7 +146,10 @@ ctl_xml_standby(const char *xml, const struct ctl_standby_spec *s, char *err, si
 		snprintf(err, errlen, "primary's XML has no <name>");
 		goto out;
 	}
-	oldname = xmlNodeGetContent(n);
+	if (!(oldname = xmlNodeGetContent(n))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	xmlNodeSetContent(n, (const xmlChar *)s->meta.id);
 	if ((n = ctl_xml_child(dom, "uuid"))) {
 		xmlUnlinkNode(n);
@@ -207,7 +211,10 @@ ctl_xml_role(const char *xml, int standby, char *err, size_t errlen)
 		snprintf(err, errlen, "the definition has no <os><cmdline>");
 		goto out;
 	}
-	old = xmlNodeGetContent(cmd);
+	if (!(old = xmlNodeGetContent(cmd))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	if (strstr((const char *)old, want))
 		goto out;	/* already so: nothing to define */
 	line[0] = '\0';
@@ -222,4 +229,16 @@ out:
 	xmlFree(old);
 	xmlFreeDoc(doc);
 	return out;
+}
+
+void
+ctl_xml_init(void)
+{
+	xmlInitParser();
+}
+
+void
+ctl_xml_fini(void)
+{
+	xmlCleanupParser();
 }

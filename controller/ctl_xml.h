@@ -30,4 +30,9 @@ char *ctl_xml_standby(const char *xml, const struct ctl_standby_spec *s, char *e
  */
 char *ctl_xml_role(const char *xml, int standby, char *err, size_t errlen);
 
+/* libxml2's global state: set up once on the main thread before any job
+ * thread parses (libxml2 < 2.11 wants it), freed at exit. */
+void ctl_xml_init(void);
+void ctl_xml_fini(void);
+
 #endif

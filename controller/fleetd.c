@@ -13,6 +13,7 @@
 #include "controller/fleetd.h"
 #include "controller/ctl_post.h"
 #include "controller/ctl_virt.h"
+#include "controller/ctl_xml.h"
 #include "common/log.h"
 #include "common/rlink.h"
 #include "common/sig.h"
@@ -141,6 +142,7 @@ fleetd_redis_state(struct rlink *rl, int up, const char *why, void *arg)
 	if (up) {
 		log_info("redis up: %s", why);
 		ctl_region_redis_up(env);
+		ctl_standby_redis_up(env);
 		ctl_leader_poll(env);
 	} else
 		log_warnx("redis down: %s (telemetry and orders wait; retrying)", why);
@@ -286,6 +288,7 @@ main(int argc, char **argv)
 	log_level_parse(env.conf->log_level, &lvl);
 	log_set_level(debug ? LOG_LVL_DEBUG : lvl);
 
+	ctl_xml_init();
 	if (evthread_use_pthreads() < 0)
 		fatalx("libevent has no pthreads support");
 	env.base = event_base_new();
@@ -347,5 +350,6 @@ main(int argc, char **argv)
 	ctl_conf_free(env.conf);
 	event_base_free(env.base);
 	libevent_global_shutdown();
+	ctl_xml_fini();
 	return 0;
 }

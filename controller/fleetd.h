@@ -225,6 +225,8 @@ int ctl_meta_write(struct fleetd *env, struct ctl_vm *vm);
 int ctl_host_usable(const struct fleetd *env, int h);
 int ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why);
 void ctl_standby_tick(struct fleetd *env);
+/* The Redis link came back: write every host's fence set again. */
+void ctl_standby_redis_up(struct fleetd *env);
 int ctl_protect(struct fleetd *env, const char *vm, enum ctl_protect mode, const char *region,
     char *why, size_t whylen);
 void ctl_standby_json(struct fleetd *env, const struct ctl_vm *vm, struct cJSON *o);

@@ -156,6 +156,10 @@ int nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err,
  */
 int nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up,
     char *port, size_t portlen, char *err, size_t errlen);
+/* The same for many VMs, reading the bridge's ports once (the fence's
+ * deadline is short): how many were set, or -1 with err. */
+int nm_ports_set(struct nm_ctx *ctx, const char *bridge, const uint8_t (*macs)[6], int nmacs,
+    int up, char *err, size_t errlen);
 /* A permanent neighbour entry ip -> mac on dev. */
 int nm_neigh_set(struct nm_ctx *ctx, const struct nm_ip *ip, const uint8_t mac[6],
     const char *dev, char *err, size_t errlen);

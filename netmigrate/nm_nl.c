@@ -359,58 +359,65 @@ nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t
 /* ------------------------------------------------------------------ */
 /* VM ports: the fence that needs nothing from the guest */
 
-/* The bridge port that carries the VM with this MAC: libvirt gives a tap
- * the guest's MAC with the first octet set to 0xfe, so the match is on the
- * last five octets (the uplink never matches a 52:54:00 guest MAC). */
+/* The bridge's ports and their MACs, read once (sysfs). libvirt gives a
+ * tap the guest's MAC with the first octet set to 0xfe, so a VM matches on
+ * the last five octets (the uplink never matches a 52:54:00 guest MAC). */
+struct nm_port {
+	char name[IFNAMSIZ];
+	uint8_t mac[6];
+};
+
 static int
-nm_port_find(const char *bridge, const uint8_t mac[6], char *port, size_t portlen)
+nm_ports_read(const char *bridge, struct nm_port *ports, int max)
 {
 	char path[128], line[32];
 	struct dirent *d;
 	DIR *dir;
-	int found = -1;
+	int n = 0;
 
 	snprintf(path, sizeof(path), "/sys/class/net/%s/brif", bridge);
 	if (!(dir = opendir(path)))
 		return -1;
-	while (found < 0 && (d = readdir(dir))) {
+	while (n < max && (d = readdir(dir))) {
 		unsigned m[6];
 		FILE *f;
 
-		if (d->d_name[0] == '.')
-			continue;
-		if (strlen(d->d_name) >= IFNAMSIZ)
+		if (d->d_name[0] == '.' || strlen(d->d_name) >= IFNAMSIZ)
 			continue;
 		snprintf(path, sizeof(path), "/sys/class/net/%.*s/address", IFNAMSIZ, d->d_name);
 		if (!(f = fopen(path, "r")))
 			continue;
 		if (fgets(line, sizeof(line), f) &&
-		    sscanf(line, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6 &&
-		    m[1] == mac[1] && m[2] == mac[2] && m[3] == mac[3] && m[4] == mac[4] &&
-		    m[5] == mac[5] && (m[0] == 0xfe || m[0] == mac[0])) {
-			snprintf(port, portlen, "%s", d->d_name);
-			found = 0;
+		    sscanf(line, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6) {
+			snprintf(ports[n].name, sizeof(ports[n].name), "%s", d->d_name);
+			for (int i = 0; i < 6; i++)
+				ports[n].mac[i] = (uint8_t)m[i];
+			n++;
 		}
 		fclose(f);
 	}
 	closedir(dir);
-	return found;
+	return n;
 }
 
-int
-nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up, char *port,
-    size_t portlen, char *err, size_t errlen)
+static const struct nm_port *
+nm_port_match(const struct nm_port *ports, int n, const uint8_t mac[6])
+{
+	for (int i = 0; i < n; i++)
+		if (memcmp(ports[i].mac + 1, mac + 1, 5) == 0 &&
+		    (ports[i].mac[0] == 0xfe || ports[i].mac[0] == mac[0]))
+			return &ports[i];
+	return NULL;
+}
+
+static int
+nm_link_up(struct nm_ctx *ctx, const char *port, int up, char *err, size_t errlen)
 {
 	struct nlmsghdr *nlh;
 	struct ifinfomsg *ifi;
 	char kmsg[160], what[96];
 	int ifindex;
 
-	if (nm_port_find(bridge, mac, port, portlen) < 0) {
-		snprintf(err, errlen, "no port of %s carries %02x:%02x:%02x:%02x:%02x:%02x", bridge,
-		    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
-		return -1;
-	}
 	if ((ifindex = nm_ifindex(ctx, port, err, errlen)) < 0)
 		return -1;
 	nlh = nm_nl_new(ctx, RTM_NEWLINK, 0);
@@ -424,4 +431,44 @@ nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up
 		return nm_nl_fail(what, kmsg, err, errlen);
 	}
 	return 0;
+}
+
+#define NM_PORTS_MAX 4096
+
+int
+nm_ports_set(struct nm_ctx *ctx, const char *bridge, const uint8_t (*macs)[6], int nmacs,
+    int up, char *err, size_t errlen)
+{
+	static struct nm_port ports[NM_PORTS_MAX];
+	int n = nm_ports_read(bridge, ports, NM_PORTS_MAX), done = 0;
+
+	if (n < 0) {
+		snprintf(err, errlen, "no bridge %s", bridge);
+		return -1;
+	}
+	err[0] = '\0';
+	for (int i = 0; i < nmacs; i++) {
+		const struct nm_port *p = nm_port_match(ports, n, macs[i]);
+
+		if (p && nm_link_up(ctx, p->name, up, err, errlen) == 0)
+			done++;
+	}
+	return done;
+}
+
+int
+nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up, char *port,
+    size_t portlen, char *err, size_t errlen)
+{
+	static struct nm_port ports[NM_PORTS_MAX];
+	int n = nm_ports_read(bridge, ports, NM_PORTS_MAX);
+	const struct nm_port *p = n > 0 ? nm_port_match(ports, n, mac) : NULL;
+
+	if (!p) {
+		snprintf(err, errlen, "no port of %s carries %02x:%02x:%02x:%02x:%02x:%02x", bridge,
+		    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+		return -1;
+	}
+	snprintf(port, portlen, "%s", p->name);
+	return nm_link_up(ctx, p->name, up, err, errlen);
 }

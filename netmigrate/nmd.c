@@ -49,7 +49,7 @@ static const char nmd_lease_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v == false or v == ARGV[1] then "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "return {1, redis.call('SMEMBERS', KEYS[2])} end "
+    "return {1, redis.call('SMEMBERS', KEYS[2]), v == false and 0 or 1} end "
     "return {0}";
 
 /* ------------------------------------------------------------------ */
@@ -228,15 +228,14 @@ nmd_fence(struct nmd *env, const char *why)
 		    why);
 		return;
 	}
-	for (int i = 0; i < env->nfence; i++) {
-		char port[IFNAMSIZ];
-
-		if (nm_port_set(env->nm, env->conf.vm_bridge, env->fence_macs[i], 0, port,
-		    sizeof(port), err, sizeof(err)) < 0)
-			log_warnx("fence host=%s vm port: %s", env->conf.host, err);
-		else
-			vms++;
-	}
+	vms = nm_ports_set(env->nm, env->conf.vm_bridge, (const uint8_t (*)[6])env->fence_macs,
+	    env->nfence, 0, err, sizeof(err));
+	if (vms < 0 || err[0])
+		log_warnx("fence host=%s vm ports: %s", env->conf.host, err);
+	if (vms < 0)
+		vms = 0;
+	memcpy(env->downed_macs, env->fence_macs, sizeof(env->downed_macs));
+	env->ndowned = env->nfence;
 	n = nm_route_flush(env->nm, gone, (int)PF_ARRAY_LEN(gone), err, sizeof(err));
 	if (n < 0)
 		log_warnx("fence host=%s withdraw failed: %s", env->conf.host, err);
@@ -324,8 +323,23 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 	if (!env->held) {
 		env->held = 1;
 		if (env->fenced) {
-			log_info("unfence host=%s fenced_for_ms=%lld", env->conf.host,
-			    (long long)(clock_mono_ms() - env->fenced_at_ms));
+			/* Our key never lapsed (Redis was slow, not gone): nobody
+			 * can have promoted a standby, so the VM ports we took down
+			 * come back. Had it lapsed, fleetd decides (unfence orders). */
+			int kept = reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
+			    reply->element[2]->integer == 1, up = 0;
+			char err[300];
+
+			if (kept && env->ndowned > 0) {
+				up = nm_ports_set(env->nm, env->conf.vm_bridge,
+				    (const uint8_t (*)[6])env->downed_macs, env->ndowned, 1, err, sizeof(err));
+				if (up < 0 || err[0])
+					log_warnx("unfence host=%s vm ports: %s", env->conf.host, err);
+			}
+			env->ndowned = 0;
+			log_info("unfence host=%s fenced_for_ms=%lld lease_lapsed=%s vm_ports_up=%d",
+			    env->conf.host, (long long)(clock_mono_ms() - env->fenced_at_ms),
+			    kept ? "no" : "yes", up > 0 ? up : 0);
 			env->fenced = 0;
 		} else {
 			log_info("lease acquired host=%s token=%s lease_ms=%lld", env->conf.host,

@@ -55,7 +55,7 @@ struct nmd_burst {
 };
 
 #define NMD_RECENT 256
-#define NMD_FENCE_MAX 256
+#define NMD_FENCE_MAX 4096
 
 struct nmd {
 	struct event_base *base;
@@ -83,6 +83,8 @@ struct nmd {
 	int64_t fenced_at_ms;
 	uint8_t fence_macs[NMD_FENCE_MAX][6];	/* VMs to silence on fencing */
 	int nfence;
+	uint8_t downed_macs[NMD_FENCE_MAX][6];	/* the ports the last fence took down */
+	int ndowned;
 
 	/* orders */
 	char cursor[64];
