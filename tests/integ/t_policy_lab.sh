@@ -79,8 +79,10 @@ geo_moves() { "$FC" events | grep -c ' policy geo move ' || true; }
 on_host() { "$FC" --json vms | python3 -c 'import json,sys
 print(" ".join(v["name"] for v in json.load(sys.stdin)["vms"] if v["host"] == sys.argv[1]))' "$1"; }
 g0=$(geo_moves)
-# Rebalancing may have put a proxy in us already: ask for one more.
-nus=$(on_host us-1 | wc -w)
+# Rebalancing may have put a proxy in us already (or be moving one there:
+# the regions' counts include VMs in flight): ask for one more.
+nus=$("$FC" --json regions | python3 -c 'import json,sys
+print(next(r["vms"] for r in json.load(sys.stdin)["regions"] if r["name"] == "us"))')
 want=$((nus + 1))
 t_defer "'$FC' region-target us none"
 t_check "fleetctl region-target us $want" "$FC" region-target us $want
