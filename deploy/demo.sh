@@ -122,13 +122,13 @@ wait $l1 $l2 2>/dev/null || true
 "$FC" status
 
 step "8. Geographic redistribution: the operator wants 2 proxies in region us"
-geo0=$("$FC" events | grep -c ' policy geo move' || true)
+geo0=$("$FC" events | grep -cE ' policy +geo move' || true)
 "$FC" region-target us 2
 for ((i = 0; i < 30; i++)); do
-	[ "$("$FC" events | grep -c ' policy geo move' || true)" -gt "$geo0" ] && break
+	[ "$("$FC" events | grep -cE ' policy +geo move' || true)" -gt "$geo0" ] && break
 	sleep 1
 done
-"$FC" events | grep ' policy geo move' | tail -n 1 || true
+"$FC" events | grep -E ' policy +geo move' | tail -n 1 || true
 for ((i = 0; i < 60; i++)); do
 	"$FC" --json migrations | grep -q '"phase": *"\(prepare\|migrating\|cutover\|verify\)"' || break
 	sleep 1

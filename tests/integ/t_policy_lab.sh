@@ -75,7 +75,7 @@ over=$(echo "$hosts" | grep -o '"load":[0-9.e-]*' | cut -d: -f2 | awk '$1 > 0.8'
 t_eq "no host over the high-water mark" 0 "$over"
 
 # Geographic redistribution.
-geo_moves() { "$FC" events | grep -c ' policy geo move ' || true; }
+geo_moves() { "$FC" events | grep -cE ' policy +geo move ' || true; }
 on_host() { "$FC" --json vms | python3 -c 'import json,sys
 print(" ".join(v["name"] for v in json.load(sys.stdin)["vms"] if v["host"] == sys.argv[1]))' "$1"; }
 g0=$(geo_moves)
@@ -86,12 +86,12 @@ print(next(r["vms"] for r in json.load(sys.stdin)["regions"] if r["name"] == "us
 want=$((nus + 1))
 t_defer "'$FC' region-target us none"
 t_check "fleetctl region-target us $want" "$FC" region-target us $want
-t_wait 30 sh -c "[ \$(FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' events | grep -c ' policy geo move ') -gt $g0 ]" &&
+t_wait 30 sh -c "[ \$(FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' events | grep -cE ' policy +geo move ') -gt $g0 ]" &&
 	t_ok "fleetd starts a geo move" || t_fail "fleetd starts a geo move" "$("$FC" regions)"
-t_match "journaled with its reason" "policy geo move .*to=us-1 reason=\".*us has $nus of target $want" "$("$FC" events)"
+t_match "journaled with its reason" "policy +geo move .*to=us-1 reason=\".*us has $nus of target $want" "$("$FC" events)"
 t_wait 60 sh -c "! FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' migrations | awk 'NR > 1 && \$5 ~ /prepare|migrating|cutover|verify/' | grep -q ." ||
 	t_fail "the geo migration finishes"
-moved=$("$FC" events | sed -n 's/.* policy geo move .* vm=\([^ ]*\) .*/\1/p' | tail -n 1)
+moved=$("$FC" events | sed -n 's/.* policy  *geo move .* vm=\([^ ]*\) .*/\1/p' | tail -n 1)
 t_match "the geo move's proxy now runs on us-1" "(^| )$moved( |$)" "$(on_host us-1)"
 case $moved in $A) mip=$AIP ;; $B) mip=$BIP ;; *) mip=$CIP ;; esac
 t_match "the edge routes its IP to us-1" "$mip via 10.77.2.11" "$(ip -n pf-edge route show "$mip")"
