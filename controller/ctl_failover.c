@@ -448,6 +448,10 @@ ctl_fo_host(struct fleetd *env, int h, int libvirt_alive, const char *why)
 		    hb ? (long long)(clock_mono_ms() - hb) : -1LL, why);
 	host->dead = 1;
 	host->fo_acted = 1;
+	/* What ran there is unknown until the host lists its domains again. */
+	for (int i = 0; i < env->model.nvms; i++)
+		if (env->model.vms[i]->host == h && !libvirt_alive)
+			env->model.vms[i]->state = VM_UNKNOWN;
 	host->fo_retry_ms = clock_mono_ms() + CTL_FO_RETRY_MS;
 	for (int i = 0; i < env->model.nvms; i++) {
 		struct ctl_vm *p = env->model.vms[i], *s;

@@ -121,9 +121,11 @@ kill $l1 $l2 2>/dev/null || true
 wait $l1 $l2 2>/dev/null || true
 "$FC" status
 
-step "8. Geographic redistribution: the operator wants 2 proxies in region us"
+nus=$("$FC" --json regions | python3 -c 'import json,sys
+print(next(r["vms"] for r in json.load(sys.stdin)["regions"] if r["name"] == "us"))')
+step "8. Geographic redistribution: region us has $nus proxies, the operator wants $((nus + 1))"
 geo0=$("$FC" events | grep -cE ' policy +geo move' || true)
-"$FC" region-target us 2
+"$FC" region-target us $((nus + 1))
 for ((i = 0; i < 30; i++)); do
 	[ "$("$FC" events | grep -cE ' policy +geo move' || true)" -gt "$geo0" ] && break
 	sleep 1
