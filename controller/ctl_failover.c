@@ -349,7 +349,7 @@ ctl_fo_step(struct fleetd *env, struct ctl_fo *f)
 			if (!p || ctl_fo_order(env, f, ctl_hname(env, f->from), "fence", p,
 			    env->model.hosts[f->from].conf->bridge, NULL, 0) < 0)
 				ctl_fo_end(env, f, FO_FAILED, "cannot order the fence (redis down)");
-		} else if (ctl_vjob(env, VJ_DESTROY, f->from, f->vm, NULL, ctl_fo_destroy_done,
+		} else if (ctl_vjob(env, VJ_DESTROY, f->from, f->vm, ctl_fo_destroy_done,
 		    (void *)(uintptr_t)f->id) < 0) {
 			ctl_fo_end(env, f, FO_FAILED, "cannot start the libvirt fence");
 		}
@@ -363,7 +363,7 @@ ctl_fo_step(struct fleetd *env, struct ctl_fo *f)
 		if (s->state == VM_RUNNING) {
 			f->phase = FO_BIND;
 			ctl_fo_bind(env, f);
-		} else if (ctl_vjob(env, VJ_START, f->to, f->sb, NULL, ctl_fo_start_done,
+		} else if (ctl_vjob(env, VJ_START, f->to, f->sb, ctl_fo_start_done,
 		    (void *)(uintptr_t)f->id) < 0) {
 			ctl_fo_end(env, f, FO_FAILED, "cannot start the warm standby");
 		}

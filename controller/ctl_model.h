@@ -87,7 +87,6 @@ struct ctl_vm {
 	uint64_t conns_active;
 	struct ctl_rate up, down, reqs, conns;
 	long long cfg_rev;	/* pf:users:rev in force in the guest */
-	int64_t cfg_ms;		/* wall ms it came into force, the guest's clock */
 	int64_t cfg_seen_ms;	/* wall ms fleetd saw it in force, fleetd's clock */
 	int64_t tel_first_ms;	/* wall ms of this boot's first sample, fleetd's clock */
 	int bound;		/* the guest has its service IPs */

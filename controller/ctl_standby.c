@@ -57,6 +57,9 @@ struct ctl_vjob {
 	struct ctl_standby_spec spec;	/* VJ_CREATE */
 	char meta[2048], meta2[2048];	/* VJ_META: vm's element; VJ_CREATE: vm's new one */
 	int start;			/* VJ_CREATE: start it too (hot) */
+	int role_sync;			/* VJ_META: also make the boot role match (1 primary, 2 standby) */
+	char uri[256];			/* VJ_PROBE: the libvirt URI to probe ... */
+	int timeout_ms;			/* ... and how long to wait */
 	ctl_vjob_done_fn *done;
 	void *arg;
 	int ok;
@@ -169,7 +172,7 @@ ctl_vjob_thread(void *arg)
 	int rc = -1;
 
 	if (j->kind == VJ_PROBE) {
-		rc = ctl_virt_probe(j->meta, j->start, j->error, sizeof(j->error));
+		rc = ctl_virt_probe(j->uri, j->timeout_ms, j->error, sizeof(j->error));
 		goto out;
 	}
 	if (!(c = ctl_virt_conn(j->virt, j->host))) {
@@ -192,8 +195,8 @@ ctl_vjob_thread(void *arg)
 	switch (j->kind) {
 	case VJ_META:
 		rc = ctl_vjob_meta(d, j->meta, j->error, sizeof(j->error));
-		if (rc == 0 && j->start)
-			rc = ctl_vjob_role(c, d, j->start == 2, j->error, sizeof(j->error));
+		if (rc == 0 && j->role_sync)
+			rc = ctl_vjob_role(c, d, j->role_sync == 2, j->error, sizeof(j->error));
 		break;
 	case VJ_START:
 		rc = virDomainIsActive(d) == 1 || virDomainCreate(d) == 0 ? 0 : -1;
@@ -266,7 +269,7 @@ ctl_vjob_go(struct fleetd *env, struct ctl_vjob *j)
 
 int
 ctl_vjob(struct fleetd *env, enum ctl_vjob_kind kind, int host, const char *vm,
-    const char *meta, ctl_vjob_done_fn *done, void *arg)
+    ctl_vjob_done_fn *done, void *arg)
 {
 	struct ctl_vjob *j = ctl_vjob_new(env, kind, host, vm, done, arg);
 
@@ -274,8 +277,6 @@ ctl_vjob(struct fleetd *env, enum ctl_vjob_kind kind, int host, const char *vm,
 		free(j);
 		return -1;
 	}
-	if (meta)
-		str_copy(j->meta, meta, sizeof(j->meta));
 	return ctl_vjob_go(env, j);
 }
 
@@ -289,8 +290,8 @@ ctl_vjob_probe(struct fleetd *env, int host, int timeout_ms, ctl_vjob_done_fn *d
 		free(j);
 		return -1;
 	}
-	str_copy(j->meta, env->model.hosts[host].conf->uri, sizeof(j->meta));
-	j->start = timeout_ms;
+	str_copy(j->uri, env->model.hosts[host].conf->uri, sizeof(j->uri));
+	j->timeout_ms = timeout_ms;
 	return ctl_vjob_go(env, j);
 }
 
@@ -358,7 +359,7 @@ ctl_meta_write(struct fleetd *env, struct ctl_vm *vm)
 		return -1;
 	}
 	str_copy(j->meta, meta, sizeof(j->meta));
-	j->start = vm->meta.role == ROLE_STANDBY ? 2 : 1;	/* and the boot role */
+	j->role_sync = vm->meta.role == ROLE_STANDBY ? 2 : 1;	/* and the boot role */
 	if (ctl_vjob_go(env, j) < 0) {
 		vm->meta_pending = 0;
 		return -1;
@@ -661,7 +662,7 @@ ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why)
 		return -1;
 	log_info("remove vm=%s host=%s why=\"%s\"", vm->name, env->model.hosts[vm->host].conf->name,
 	    why);
-	return ctl_vjob(env, VJ_REMOVE, vm->host, vm->name, NULL, ctl_remove_done, NULL);
+	return ctl_vjob(env, VJ_REMOVE, vm->host, vm->name, ctl_remove_done, NULL);
 }
 
 /* The MACs a host's agent silences when it fences: its protected primaries
@@ -832,7 +833,7 @@ ctl_standby_tick(struct fleetd *env)
 
 				log_info("standby %s vm=%s standby=%s mode=%s", start ? "start" : "stop",
 				    vm->name, sb->name, ctl_protect_name(vm->meta.protect));
-				ctl_vjob(env, start ? VJ_START : VJ_DESTROY, sb->host, sb->name, NULL,
+				ctl_vjob(env, start ? VJ_START : VJ_DESTROY, sb->host, sb->name,
 				    ctl_meta_done, NULL);
 			}
 			continue;

@@ -72,12 +72,11 @@ ctl_tel_vm(struct fleetd *env, struct ctl_vm *vm, redisReply *r)
 		long long nrev = rev ? strtoll(rev, NULL, 10) : 0;
 
 		/* When we saw a new revision in force, by our clock: the guest's
-		 * own clock (cfg_ms) may be off by seconds under TCG. */
+		 * own clock may be off by seconds under TCG. */
 		if (nrev != vm->cfg_rev)
 			vm->cfg_seen_ms = clock_wall_ms();
 		vm->cfg_rev = nrev;
 	}
-	vm->cfg_ms = (int64_t)ctl_tel_num(r, "cfg_ms");
 	vm->bound = ctl_tel_num(r, "bound") != 0;
 	ctl_rate_update(&vm->up, up, ts, CTL_TEL_ALPHA);
 	ctl_rate_update(&vm->down, down, ts, CTL_TEL_ALPHA);

@@ -211,10 +211,10 @@ const char *ctl_edge_of_region(const struct fleetd *env, int region);
 enum ctl_vjob_kind { VJ_CREATE, VJ_META, VJ_START, VJ_DESTROY, VJ_REMOVE, VJ_PROBE };
 typedef void ctl_vjob_done_fn(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok,
     const char *error, int64_t took_ms);
-/* Run kind for vm on host's libvirt (meta: VJ_META's element); done runs on
+/* Run kind (start, destroy, remove) for vm on host's libvirt; done runs on
  * the loop. -1 when it cannot start. */
 int ctl_vjob(struct fleetd *env, enum ctl_vjob_kind kind, int host, const char *vm,
-    const char *meta, ctl_vjob_done_fn *done, void *arg);
+    ctl_vjob_done_fn *done, void *arg);
 int ctl_vjob_busy(struct fleetd *env, const char *vm);
 /* Probe host's libvirt port off the loop (ok = it answers). */
 int ctl_vjob_probe(struct fleetd *env, int host, int timeout_ms, ctl_vjob_done_fn *done,
