@@ -21,6 +21,17 @@ str_copy(char *dst, const char *src, size_t dstsize)
 	return len;
 }
 
+int
+str_secret_eq(const char *given, const char *secret)
+{
+	size_t n = strlen(secret), g = strnlen(given, n + 1);
+	unsigned char d = g != n;
+
+	for (size_t i = 0; i < n; i++)
+		d |= (unsigned char)(secret[i] ^ (i < g ? given[i] : 0));
+	return d == 0;
+}
+
 char *
 str_trim(char *s)
 {

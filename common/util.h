@@ -49,6 +49,10 @@ size_t str_copy(char *dst, const char *src, size_t dstsize);
 /* Remove leading and trailing white space in place; returns s. */
 char *str_trim(char *s);
 
+/* 1 when given equals secret, 0 otherwise, in a time that depends on the
+ * secret's length only (bearer tokens). */
+int str_secret_eq(const char *given, const char *secret);
+
 /* Value of a hexadecimal digit, or -1. */
 int str_hexval(char c);
 

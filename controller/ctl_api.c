@@ -604,8 +604,10 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		ctl_api_vm_action(api, req, name, rest);
 	} else if (ctl_api_split(path, "/v1/hosts/", name, sizeof(name), &rest) == 0 && is_post &&
 	    (strcmp(rest, "drain") == 0 || strcmp(rest, "undrain") == 0)) {
-		if (ctl_drain(env, name, strcmp(rest, "drain") == 0, why, sizeof(why)) < 0) {
-			ctl_api_error(req, strncmp(why, "no host", 7) ? 409 : 404, "%s", why);
+		int code = ctl_drain(env, name, strcmp(rest, "drain") == 0, why, sizeof(why));
+
+		if (code) {
+			ctl_api_error(req, code, "%s", why);
 		} else {
 			cJSON *o = cJSON_CreateObject();
 

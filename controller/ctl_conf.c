@@ -137,6 +137,7 @@ static const struct conf_key ctl_keys[] = {
 	{ "failover", "enable", CONF_BOOL, F(fo_enable), 0, 0, NULL },
 	{ "failover", "poll", CONF_MS, F(fo_poll_ms), 20, 5000, NULL },
 	{ "failover", "probe_timeout", CONF_MS, F(fo_probe_ms), 20, 10000, NULL },
+	{ "failover", "guest_token", CONF_STR, F(fo_guest_token), 0, 128, NULL },
 	{ "policy", "geo", CONF_BOOL, F(pol_geo), 0, 0, NULL },
 	{ "policy", "geo_max_moves", CONF_INT, F(pol_geo_max_moves), 1, 64, NULL },
 	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
@@ -223,7 +224,7 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	c->mig_timeout_ms = 120000;
 	c->mig_cooldown_ms = 60000;
 	c->mig_auto_converge = 1;
-	c->mig_compressed = 1;
+	c->mig_compressed = 0;	/* XBZRLE: see docs/config.md */
 	c->mig_postcopy_after_ms = 10000;
 	c->fo_enable = 1;
 	c->fo_poll_ms = 100;

@@ -7,7 +7,7 @@
  *   [migration]         max_concurrent, max_per_host, bandwidth, max_downtime,
  *                       timeout, auto_converge, compressed, postcopy, cooldown
  *   [policy]            rebalance, high_water, target, window, geo, geo_max_moves
- *   [failover]          enable, poll, probe_timeout
+ *   [failover]          enable, poll, probe_timeout, guest_token
  *   [region NAME]       edge (the netmigrated instance that routes the region),
  *                       gateway, mgmt_pool (standbys' management addresses)
  *   [host NAME]         region, uri, address, bridge, memory, vcpus, nic
@@ -76,6 +76,7 @@ struct ctl_conf {
 	int fo_enable;			/* promote standbys of dead hosts' VMs */
 	long long fo_poll_ms;		/* host lease poll */
 	long long fo_probe_ms;		/* libvirt port probe timeout */
+	char fo_guest_token[128];	/* bearer token for the proxies' admin POSTs; "" = none */
 	int pol_geo;			/* execute geographic plans (the plan is shown either way) */
 	long long pol_geo_max_moves;	/* geo moves started at once; none while one is in flight */
 	/* sections */

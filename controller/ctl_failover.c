@@ -260,6 +260,10 @@ ctl_fo_bind_cb(struct evhttp_request *req, void *arg)
 	if (code == 200) {
 		f->t_bound = clock_mono_ms();
 		ctl_fo_announce(env, f);
+	} else if (code) {
+		log_warnx("failover id=%u vm=%s bind refused by standby=%s code=%d%s", f->id, f->vm,
+		    f->sb, code, code == 401 ? " why=\"its admin token is not [failover] "
+		    "guest_token\"" : "");
 	}
 	/* Otherwise the next poll tries again (ctl_fo_tick counts the tries). */
 }
@@ -289,6 +293,12 @@ ctl_fo_bind(struct fleetd *env, struct ctl_fo *f)
 	if (!(req = evhttp_request_new(ctl_fo_bind_cb, f)))
 		return;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Host", ip);
+	if (env->conf->fo_guest_token[0]) {
+		char auth[160];
+
+		snprintf(auth, sizeof(auth), "Bearer %s", env->conf->fo_guest_token);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Authorization", auth);
+	}
 	/* Set first: a connect that fails at once calls back from inside. */
 	f->bind_inflight = 1;
 	if (evhttp_make_request(f->cn, req, EVHTTP_REQ_POST, "/service/bind") < 0) {

@@ -254,6 +254,7 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 	ctl_journal(env, "leader", "acquired instance=%s epoch=%llu url=%s lease_ms=%lld took_ms=%lld",
 	    l->instance, (unsigned long long)l->epoch, l->api_url, env->conf->leader_lease_ms,
 	    (long long)(now - l->sent_ms));
+	ctl_keep_reload(env);
 	ctl_recon_start(env);
 }
 

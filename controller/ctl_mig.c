@@ -868,20 +868,24 @@ ctl_mig_dom_event(struct fleetd *env, int host, const char *name, int event, int
 int
 ctl_drain(struct fleetd *env, const char *name, int on, char *why, size_t whylen)
 {
-	int h = ctl_host_find(&env->model, name);
+	int h = ctl_host_find(&env->model, name), rc;
 	struct ctl_host *host;
 
 	if (h < 0) {
 		snprintf(why, whylen, "no host called '%s'", name);
-		return -1;
+		return 404;
 	}
 	host = &env->model.hosts[h];
+	if (on && (host->draining || host->maintenance)) {
+		snprintf(why, whylen, "host %s is already %s", name,
+		    host->draining ? "draining" : "in maintenance");
+		return 409;
+	}
+	/* Stored first: a new leader must not put a host under maintenance
+	 * back into service. */
+	if ((rc = ctl_keep_put(env, KEEP_DRAIN, name, on ? "draining" : NULL, why, whylen)) != 0)
+		return rc;
 	if (on) {
-		if (host->draining || host->maintenance) {
-			snprintf(why, whylen, "host %s is already %s", name,
-			    host->draining ? "draining" : "in maintenance");
-			return -1;
-		}
 		host->draining = 1;
 		host->drain_blocked[0] = '\0';
 		ctl_journal(env, "drain", "start host=%s vms=%d", name, host->nvms);
@@ -957,6 +961,7 @@ ctl_drain_host(struct fleetd *env, int h)
 		host->draining = 0;
 		host->maintenance = 1;
 		host->drain_blocked[0] = '\0';
+		ctl_keep_note(env, KEEP_DRAIN, host->conf->name, "maintenance");
 		ctl_journal(env, "drain", "done host=%s state=maintenance", host->conf->name);
 		return;
 	}
@@ -986,6 +991,8 @@ ctl_mig_tick(struct fleetd *env)
 	}
 	if (env->stopping || !ctl_leader_is(env) || env->recon)
 		return;	/* no new work while stopping, following or reconciling */
+	if (!env->keep[KEEP_DRAIN].loaded)
+		return;	/* the drains are not read yet (a fresh leader) */
 	ctl_model_tally(mo);
 	for (int h = 0; h < mo->nhosts; h++)
 		if (mo->hosts[h].draining)

@@ -158,7 +158,7 @@ ctl_policy_geo(struct fleetd *env)
 {
 	struct ctl_plan plan;
 
-	if (!env->geo_loaded)
+	if (!env->keep[KEEP_GEO].loaded)
 		return;	/* the targets are not read yet: none is not the same as unknown */
 	if (ctl_policy_geo_plan(env, &plan) < 0) {
 		log_warnx("%s: cannot plan: out of memory", __func__);

@@ -141,7 +141,7 @@ fleetd_redis_state(struct rlink *rl, int up, const char *why, void *arg)
 	(void)rl;
 	if (up) {
 		log_info("redis up: %s", why);
-		ctl_region_redis_up(env);
+		ctl_keep_redis_up(env);
 		ctl_standby_redis_up(env);
 		ctl_leader_poll(env);
 	} else
@@ -159,6 +159,7 @@ fleetd_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	ctl_tel_poll(env);
 	ctl_model_mark_stale(&env->model, clock_wall_ms(), env->conf->stale_ms);
+	ctl_keep_tick(env);
 	ctl_mig_tick(env);
 	ctl_standby_tick(env);
 	ctl_policy_tick(env);
@@ -295,6 +296,7 @@ main(int argc, char **argv)
 	env.boot_ms = clock_wall_ms();
 	if (!env.base || ctl_model_init(&env.model, env.conf) < 0 || ctl_region_init(&env) < 0)
 		fatalx("out of memory");
+	ctl_keep_init(&env);
 	env.post = ctl_post_new(env.base);
 	if (!env.post)
 		fatalx("cannot make the post queue");

@@ -38,6 +38,19 @@ struct ctl_plan;
 struct ctl_plan_move;
 
 #define CTL_GEO_KEY "pf:ctl:geo:targets"	/* hash: region -> "3" or "40%" */
+#define CTL_DRAIN_KEY "pf:ctl:drain"	/* hash: host -> "draining" or "maintenance" */
+
+/* What fleetd keeps in Redis (ctl_keep.c). */
+enum ctl_keep_kind { KEEP_GEO, KEEP_DRAIN, KEEP_N };
+struct ctl_keep {
+	struct fleetd *env;
+	enum ctl_keep_kind kind;
+	int loaded;		/* read from Redis (since the start, since taking the lead) */
+	int dirty;		/* a write was lost: store the whole hash on reconnect */
+	int reading;		/* an HGETALL is on its way */
+	int again;		/* ... sent too early: read again when it is back */
+	int64_t read_ms;	/* when the last read was sent (monotonic) */
+};
 
 #define CTL_JOURNAL_KEEP 2000	/* events kept in memory for the API */
 #define CTL_MIG_KEEP 200	/* finished migrations kept for the API */
@@ -124,9 +137,7 @@ struct fleetd {
 	/* geographic policy: targets parallel to conf->regions (ctl_region.c) */
 	struct ctl_geo_target *geo_targets;
 	char (*geo_blocked)[200];	/* why a region stays off its target (journaled once) */
-	int geo_loaded;		/* read from Redis since the start */
-	int geo_dirty;		/* a write was lost: store the whole set on reconnect */
-	int64_t geo_read_ms;	/* when the read was sent (monotonic) */
+	struct ctl_keep keep[KEEP_N];	/* geo targets and drains in Redis (ctl_keep.c) */
 
 	struct ctl_stats stats;
 
@@ -167,7 +178,9 @@ int ctl_mig_cancel(struct fleetd *env, unsigned id, char *why, size_t whylen);
 struct cJSON *ctl_mig_json(struct fleetd *env, unsigned id);	/* id 0: all */
 /* A domain lifecycle event from a host (the cutover trigger). */
 void ctl_mig_dom_event(struct fleetd *env, int host, const char *name, int event, int detail);
-/* Drain: move every VM off host (planned one at a time by the tick). */
+/* Drain: move every VM off host (planned one at a time by the tick), or
+ * (on = 0) put it back in service. 0, or an HTTP status with why (404 no
+ * such host, 409 already draining, 503 the change cannot be stored). */
 int ctl_drain(struct fleetd *env, const char *host, int on, char *why, size_t whylen);
 void ctl_mig_tick(struct fleetd *env);
 /* Shutdown: cancel and join the threads (their results stay posted)... */
@@ -189,12 +202,31 @@ int ctl_policy_geo_plan(struct fleetd *env, struct ctl_plan *out);
 /* One planned move as the API shows it. */
 struct cJSON *ctl_policy_move_json(struct fleetd *env, const struct ctl_plan_move *mv);
 
-/* ctl_region.c: the regions' targets, kept in Redis (CTL_GEO_KEY). */
+/* ctl_keep.c: geo targets and drains mirrored in Redis hashes. */
+void ctl_keep_init(struct fleetd *env);
+/* The Redis link is up: read what is not read yet, store again what a lost
+ * write left behind. */
+void ctl_keep_redis_up(struct fleetd *env);
+/* This fleetd takes the lead: read everything again (the last leader may
+ * have changed it). */
+void ctl_keep_reload(struct fleetd *env);
+/* Every tick: a follower reads again every few seconds. */
+void ctl_keep_tick(struct fleetd *env);
+/* Store field = value (NULL: delete) in kind's hash: 0, or 503 with why
+ * (Redis down, the hash not read yet, the write refused). The caller
+ * changes its memory only on 0. */
+int ctl_keep_put(struct fleetd *env, enum ctl_keep_kind k, const char *field,
+    const char *value, char *why, size_t whylen);
+/* The same for a change fleetd made by itself (a drain finished): when it
+ * cannot be stored now, the whole hash is on the next connect. */
+void ctl_keep_note(struct fleetd *env, enum ctl_keep_kind k, const char *field,
+    const char *value);
+
+/* ctl_region.c: the regions' targets (kept by ctl_keep.c). */
 int ctl_region_init(struct fleetd *env);
 void ctl_region_free(struct fleetd *env);
-/* The Redis link is up: read the targets once, or store them again when a
- * write was lost. */
-void ctl_region_redis_up(struct fleetd *env);
+/* The index of the region called name in conf->regions, or -1. */
+int ctl_region_find(const struct fleetd *env, const char *name);
 /* Set (value "3", "40%") or clear (value NULL) a region's target: 0 with
  * the old value in was ("" when none), or an HTTP status (404 unknown
  * region, 400 bad value, 503 Redis down or not read yet) with why. */

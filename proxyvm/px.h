@@ -71,6 +71,7 @@ struct px_conf {
 	int redis_users;
 	/* [admin] */
 	struct px_addr admin;	/* len 0: no admin endpoint */
+	char admin_token[128];	/* bearer token for the POSTs to /service; "" = none */
 	/* [egress] */
 	struct px_ssrf ssrf;
 	/* [dns] */

@@ -7,6 +7,11 @@
  *   POST /service/bind     add the [service] ips to [service] dev (promotion)
  *   POST /service/release  remove them (demotion, fencing)
  *
+ * The two POSTs change what the VM answers for, so with [admin] token set
+ * they need "Authorization: Bearer <token>" (401 otherwise); the GETs stay
+ * open (read-only, for scrapers and probes). Without a token they are open
+ * to whoever reaches the port, said once at start.
+ *
  * Requests are tiny and answered at once; netlink to the local kernel does
  * not block in any way that matters (px_svc.c).
  */
@@ -75,6 +80,18 @@ px_admin_health(struct evhttp_request *req, void *arg)
 		px_admin_reply(req, 200, "OK", "ok");
 }
 
+/* No token configured, or the request carries it. */
+static int
+px_admin_authorized(struct evhttp_request *req, const char *token)
+{
+	const char *h;
+
+	if (!token[0])
+		return 1;
+	h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	return h && strncmp(h, "Bearer ", 7) == 0 && str_secret_eq(h + 7, token);
+}
+
 static void
 px_admin_service(struct evhttp_request *req, struct px_admin *a, int add)
 {
@@ -83,6 +100,13 @@ px_admin_service(struct evhttp_request *req, struct px_admin *a, int add)
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		px_admin_reply(req, 405, "Method Not Allowed", "use POST");
+		return;
+	}
+	if (!px_admin_authorized(req, a->env->conf->admin_token)) {
+		log_warnx("service %s refused: no valid admin token", add ? "bind" : "release");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+		    "Bearer realm=\"proxyvmd\"");
+		px_admin_reply(req, 401, "Unauthorized", "bearer token required");
 		return;
 	}
 	if (px_svc_apply(a->env->conf, add, err, sizeof(err)) < 0) {
@@ -157,6 +181,9 @@ px_admin_new(struct px_env *env, const struct px_addr *addr, char *err, size_t e
 		px_admin_free(a);
 		return NULL;
 	}
+	if (!env->conf->admin_token[0])
+		log_warnx("admin listen=%s token=none: POST /service/bind and /service/release "
+		    "are open to whoever reaches it (set [admin] token)", addr->text);
 	return a;
 }
 

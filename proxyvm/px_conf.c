@@ -258,6 +258,7 @@ static const struct conf_key px_keys[] = {
 	{ "redis", "password", CONF_STR, C(redis_password), 0, 128, NULL },
 	{ "redis", "users", CONF_BOOL, C(redis_users), 0, 0, NULL },
 	{ "admin", "listen", CONF_FUNC, C(admin), 0, 0, px_conf_addr },
+	{ "admin", "token", CONF_STR, C(admin_token), 0, 128, NULL },
 	{ "egress", "allow", CONF_FUNC, C(ssrf), 0, 0, px_conf_allow },
 	{ "egress", "deny", CONF_FUNC, C(ssrf), 0, 0, px_conf_deny },
 	{ "dns", "cache_size", CONF_INT, C(dns_cache_size), 0, 65536, NULL },

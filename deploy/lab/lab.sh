@@ -400,6 +400,7 @@ cooldown = 30s
 [failover]
 poll = 100ms
 probe_timeout = 200ms
+guest_token = $(lab_env_get PF_ADMIN_TOKEN)
 CONF
 		# Standbys take management addresses .200-.249 of their region.
 		for r in "${REGIONS[@]}"; do
@@ -469,14 +470,22 @@ agents_up() {
 
 lab_env_get() { [ -f "$LAB_ENV" ] && sed -n "s/^$1=//p" "$LAB_ENV" | tr -d "'\"" || true; }
 
+# lab_secret NAME: the lab.env value of NAME, or a new random one.
+lab_secret() {
+	local v
+	v=$(lab_env_get "$1")
+	[ -n "$v" ] || v=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+	echo "$v"
+}
+
 # lab_env_write: the address plan, for the other tools to source. The Redis
-# password is made once per lab and kept while the lab lives.
+# password, the API token and the guests' admin token are made once per lab
+# and kept while the lab lives.
 lab_env_write() {
-	local pass token h r v
-	pass=$(lab_env_get PF_REDIS_PASS)
-	[ -n "$pass" ] || pass=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-	token=$(lab_env_get PF_API_TOKEN)
-	[ -n "$token" ] || token=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+	local pass token admin h r v
+	pass=$(lab_secret PF_REDIS_PASS)
+	token=$(lab_secret PF_API_TOKEN)
+	admin=$(lab_secret PF_ADMIN_TOKEN)
 	mkdir -p "$LAB_DIR"
 	{
 		echo "# proxyfleet lab address plan, written by deploy/lab/lab.sh; source it."
@@ -499,6 +508,7 @@ lab_env_write() {
 		echo "PF_REDIS_ADDR=$MGMT_ROOT_IP:$REDIS_PORT"
 		echo "PF_REDIS_PASS=$pass"
 		echo "PF_API_TOKEN=$token"
+		echo "PF_ADMIN_TOKEN=$admin"
 		echo "PF_API_URL=http://$API_ADDR"
 		echo "PF_API_URL_B=http://$API_ADDR_B"
 		echo "export FLEETCTL_API=http://$API_ADDR FLEETCTL_TOKEN=$token"

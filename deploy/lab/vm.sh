@@ -21,7 +21,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LAB_DIR=${PF_LAB_DIR:-$ROOT/build/lab}
 TEMPLATE=$ROOT/deploy/templates/proxyvm.xml
-MIGRATE_FLAGS="--live --auto-converge --compressed --persistent --undefinesource"
+MIGRATE_FLAGS="--live --auto-converge --persistent --undefinesource"
 
 die() { echo "vm: $*" >&2; exit 1; }
 log() { echo "vm: $*"; }
@@ -87,6 +87,7 @@ vm_render() {
 	gw=${!gw}
 	cmdline="console=ttyS0 quiet panic=-1 pf.vm=$id pf.ip=$ips pf.gw=$gw pf.role=$role"
 	cmdline+=" pf.redis=$PF_REDIS_ADDR pf.redis_pass=$PF_REDIS_PASS"
+	if [ -n "${PF_ADMIN_TOKEN:-}" ]; then cmdline+=" pf.admin_token=$PF_ADMIN_TOKEN"; fi
 	# The lab's "internet" (client and origin) is a private range: let the
 	# proxies reach it through the SSRF guard.
 	[ -n "${PF_ORIGIN_NET:-}" ] && cmdline+=" pf.allow=$PF_ORIGIN_NET"

@@ -103,6 +103,10 @@ MG1=$(vmf $S1 mgmt)
 t_match "$S1 has a management address from eu's pool" '^10\.77\.1\.2[0-4][0-9]/24$' "$MG1"
 t_wait 90 curl -sf --max-time 1 -o /dev/null "http://${MG1%/*}:9180/metrics" &&
 	t_ok "$S1 runs proxyvmd (admin on its management address)" || t_fail "$S1 runs proxyvmd"
+t_eq "$S1's admin port refuses a bind without the token (401)" 401 \
+	"$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' -X POST "http://${MG1%/*}:9180/service/bind")"
+t_eq "the standby carries its primary's admin token" "pf.admin_token=${PF_ADMIN_TOKEN:-missing}" \
+	"$(virsh -c $EU2 dumpxml $S1 | grep -o 'pf\.admin_token=[A-Za-z0-9]*')"
 t_wait 15 vm_is $P peer $S1 && vm_is $S1 bound False && vm_is $S1 role standby &&
 	t_ok "fleetd: $S1 is $P's standby, service IP not bound" ||
 	t_fail "fleetd: $S1 is $P's standby, service IP not bound" "$("$FC" vms)"

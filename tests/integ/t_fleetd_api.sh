@@ -148,8 +148,11 @@ t_match "journal has the failure with its reason" 'failed id=1 vm=px-a from=eu-1
 t_match "drain: 202" '^202 .*"state":"drain"' "$(call POST /v1/hosts/eu-2/drain)"
 t_wait 3 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json hosts | tr -d ' \n\t' | grep -q '\"name\":\"eu-2\".*\"state\":\"maintenance\"'" &&
 	t_ok "drain of an empty host: straight to maintenance" || t_fail "drain of an empty host: straight to maintenance"
+t_eq "the drain is kept in Redis (pf:ctl:drain)" maintenance "$(R HGET pf:ctl:drain eu-2)"
 t_match "drain again: 409" '^409 .*already in maintenance' "$(call POST /v1/hosts/eu-2/drain)"
+t_match "drain of an unknown host: 404" '^404 .*no host called' "$(call POST /v1/hosts/eu-9/drain)"
 t_match "undrain: 202" '^202 ' "$(call POST /v1/hosts/eu-2/undrain)"
+t_eq "undrain: gone from Redis" 0 "$(R HEXISTS pf:ctl:drain eu-2)"
 
 # --- metrics ---
 m=$(curl -s -H "Authorization: Bearer $TOKEN" $API/metrics)
@@ -376,7 +379,7 @@ sed 's/^geo_max_moves = 1/geo_max_moves = 0/' "$T_TMP/geo.conf" >"$T_TMP/geo-bad
 t_match "geo_max_moves = 0 refused with file and line" "geo-bad.conf:1[0-9]: .*geo_max_moves" \
 	"$("$PF_BIN/fleetd" -n -f "$T_TMP/geo-bad.conf" 2>&1)"
 geo_start
-t_wait 5 grep -q 'geo targets read key=pf:ctl:geo:targets targets=0' "$T_TMP/fleetd-geo.log" &&
+t_wait 5 grep -q 'geo targets read key=pf:ctl:geo:targets entries=0' "$T_TMP/fleetd-geo.log" &&
 	t_ok "geo: the targets are read from Redis at start" ||
 	t_fail "geo: the targets are read from Redis at start" "$(tail -n 5 "$T_TMP/fleetd-geo.log")"
 g=$(gcall GET /v1/regions)
@@ -468,11 +471,11 @@ rc=0; wait $GPID || rc=$?
 t_eq "geo fleetd: clean exit" 0 "$rc"
 geo_conf on
 geo_start
-t_wait 5 grep -q 'geo targets read key=pf:ctl:geo:targets targets=1' "$T_TMP/fleetd-geo.log" &&
+t_wait 5 grep -q 'geo targets read key=pf:ctl:geo:targets entries=1' "$T_TMP/fleetd-geo.log" &&
 	t_ok "restart: the target is read back from Redis" ||
 	t_fail "restart: the target is read back from Redis" "$(tail -n 5 "$T_TMP/fleetd-geo.log")"
 t_match "restart: an unknown region in Redis is ignored, with its reason" \
-	'geo target ignored region=mars target=3 why="no such region in the configuration"' "$(cat "$T_TMP/fleetd-geo.log")"
+	'geo targets entry ignored key=pf:ctl:geo:targets field=mars value=3 why="no such region in the configuration"' "$(cat "$T_TMP/fleetd-geo.log")"
 t_match "restart: GET /v1/regions shows it" '"name":"us","edge":"edge","hosts":\["g-us-1"\],"vms":[01],"target":"2"' \
 	"$(gcall GET /v1/regions)"
 t_wait 5 sh -c "'$PF_BIN/fleetctl' --api $GAPI --token $TOKEN events | grep -q 'policy .*geo move id=1 vm=px-g1 from=g-eu-1 to=g-us-1'" &&

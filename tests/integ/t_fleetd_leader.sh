@@ -94,6 +94,21 @@ t_eq "metrics: fleetd_leader 1 on the leader, 0 on the follower" "fleetd_leader 
 t_eq "metrics: both report the epoch" "fleetd_epoch $E1|fleetd_epoch $E1" "$(echo "$m" | grep '^fleetd_epoch ' | paste -sd'|')"
 t_match "leader journal: acquired with its epoch" "leader +acquired instance=fleetd-a epoch=$E1" "$(FC --api $APIA events)"
 
+# --- what the leader keeps in Redis outlives it ---
+# A host in maintenance and a region's target, set on the leader after the
+# follower started: the follower shows them (it reads again every 5 s), and
+# once it leads it acts on them (a host under maintenance must not take VMs
+# again because the controller changed).
+hostjson() { curl -s -H "Authorization: Bearer $TOKEN" "$1/v1/hosts" | tr -d ' \n'; }
+t_match "leader: drain eu-2 (empty)" "^eu-2: " "$(FC --api $APIA drain eu-2 2>&1)"
+t_wait 3 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $APIA/v1/hosts | tr -d ' \n' | grep -q '\"name\":\"eu-2\".*\"state\":\"maintenance\"'" ||
+	t_fail "leader: eu-2 in maintenance" "$(hostjson $APIA)"
+t_eq "leader: the drain is in pf:ctl:drain" maintenance "$(R HGET pf:ctl:drain eu-2)"
+FC --api $APIA region-target eu 1 >/dev/null
+t_eq "leader: the target is in pf:ctl:geo:targets" 1 "$(R HGET pf:ctl:geo:targets eu)"
+t_wait 8 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $APIB/v1/hosts | tr -d ' \n' | grep -q '\"name\":\"eu-2\".*\"state\":\"maintenance\"'" &&
+	t_ok "follower shows the leader's drain" || t_fail "follower shows the leader's drain" "$(hostjson $APIB)"
+
 # --- kill -9 the leader: the follower takes over within 3 s ---
 t0=$(now_ms)
 kill -9 $A
@@ -106,6 +121,19 @@ t_wait 5 sh -c "grep -q 'reconcile done epoch=$E2' '$T_TMP/b.log'" &&
 	t_ok "new leader reconciles from libvirt's state" || t_fail "new leader reconciles" "$(grep reconcile "$T_TMP/b.log")"
 t_match "reconcile: px-a where libvirt runs it, announced there" "reconcile vm=px-a on=eu-1 action=announce" "$(grep 'reconcile vm=' "$T_TMP/b.log")"
 t_match "reconcile order carries the new epoch" "\|op\|announce\|vm\|px-a\|.*\|epoch\|$E2\|" "$(R XRANGE pf:host:eu-1:orders - + | tr '\n' '|')"
+
+t_wait 3 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $APIB/v1/hosts | tr -d ' \n' | grep -q '\"name\":\"eu-2\".*\"state\":\"maintenance\"'" &&
+	t_ok "new leader: eu-2 still in maintenance (read from Redis)" || t_fail "new leader: eu-2 in maintenance" "$(hostjson $APIB)"
+t_match "new leader: the region target the old one set" '"name":"eu",.*"target":"1"' \
+	"$(curl -s -H "Authorization: Bearer $TOKEN" $APIB/v1/regions | tr -d ' \n')"
+R SET pf:host:eu-2:lease test PX 600000 >/dev/null
+t_wait 3 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $APIB/v1/hosts | tr -d ' \n' | grep -q '\"name\":\"eu-2\".*\"lease\":true'"
+t_match "new leader: refuses a migration onto the host in maintenance" "eu-2 is in maintenance" \
+	"$(FC --api $APIB migrate px-a --to eu-2 2>&1)"
+FC --api $APIB undrain eu-2 >/dev/null
+FC --api $APIB region-target eu none >/dev/null
+t_eq "new leader: undrain and the cleared target leave Redis" "0 0" \
+	"$(R HEXISTS pf:ctl:drain eu-2) $(R HEXISTS pf:ctl:geo:targets eu)"
 
 # --- the old one again: it follows ---
 start a; A=$PID

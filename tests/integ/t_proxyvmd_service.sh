@@ -6,7 +6,9 @@
 # on a service IP the namespace does not hold; curl calls the admin
 # endpoint; `ip addr` shows the addresses (IPv4 and IPv6) appear and go, and
 # the listener serves exactly while they are bound, with egress leaving from
-# the service IP (IP in = IP out). The namespace is removed at the end.
+# the service IP (IP in = IP out); without [admin] token's bearer token (none,
+# wrong, a prefix) the POSTs are refused and change nothing. The namespace is
+# removed at the end.
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
@@ -14,6 +16,7 @@ NS=pf-pxt-$$
 D=$T_TMP
 PX=$PF_BIN/proxyvmd
 SVC4=10.99.0.5 SVC6=fd99::5 BACK=10.99.1.1
+TOKEN=t0k-$$-svc
 in_ns() { ip netns exec "$NS" "$@"; }
 # Daemons: nsenter execs the program (ip netns exec forks), so $! is its PID.
 in_ns_exec() { exec nsenter --net="/run/netns/$NS" -- "$@"; }	# only with &
@@ -55,6 +58,7 @@ allow = 10.99.0.0/16
 nameserver = 127.0.0.1
 [admin]
 listen = 127.0.0.1:9180
+token = $TOKEN
 [service]
 dev = pxsvc0
 ips = $SVC4/24, $SVC6/64
@@ -62,7 +66,8 @@ EOF
 in_ns_exec "$PX" -d -f "$D/px.conf" 2>"$D/px.log" &
 PXPID=$!
 t_defer "kill -9 $PXPID"
-admin() { in_ns curl -s --max-time 5 "$@"; }
+admin() { in_ns curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$@"; }
+anon() { in_ns curl -s --max-time 5 "$@"; }
 t_wait 5 admin -f http://127.0.0.1:9180/healthz || t_fail "proxyvmd starts in $NS" "$(cat "$D/px.log")"
 t_wait 5 in_ns python3 -c "import socket; socket.create_connection(('$BACK', 8080))"
 
@@ -77,6 +82,17 @@ t_match "standby: listeners open on the service IPs (IP_FREEBIND)" "$SVC4:3128.*
 	"$(in_ns ss -ltnH | awk '{print $4}' | tr '\n' ' ')"
 t_eq "standby: the IPv4 listener is unreachable" "no answer" "$(via $SVC4)"
 
+# --- the token -------------------------------------------------------------------
+t_eq "POST /service/bind without the token: 401" "bearer token required 401" \
+	"$(anon -X POST -w ' %{http_code}' http://127.0.0.1:9180/service/bind | tr -d '\n')"
+t_eq "... with a wrong one: 401" 401 "$(anon -o /dev/null -w '%{http_code}' -X POST \
+	-H "Authorization: Bearer ${TOKEN}x" http://127.0.0.1:9180/service/bind)"
+t_eq "... with a prefix of it: 401" 401 "$(anon -o /dev/null -w '%{http_code}' -X POST \
+	-H "Authorization: Bearer ${TOKEN%?}" http://127.0.0.1:9180/service/bind)"
+t_eq "refused binds bound nothing" "" "$(addrs)"
+t_match "the refusal is logged" "service bind refused: no valid admin token" "$(cat "$D/px.log")"
+t_eq "GET /healthz needs no token" 200 "$(anon -o /dev/null -w '%{http_code}' http://127.0.0.1:9180/healthz)"
+
 # --- promotion ---------------------------------------------------------------------
 t_eq "POST /service/bind: 200 bound" "bound 200" "$(admin -X POST -w ' %{http_code}' http://127.0.0.1:9180/service/bind | tr -d '\n')"
 t_eq "both service IPs on pxsvc0" "$SVC4/24 $SVC6/64 " "$(addrs)"
@@ -88,6 +104,8 @@ t_eq "GET /service/bind: 405" 405 "$(admin -o /dev/null -w '%{http_code}' http:/
 t_match "bind logged with its duration" "service bind dev=pxsvc0 ips=2 took_us=[0-9]+" "$(cat "$D/px.log")"
 
 # --- release (demotion, fencing) ----------------------------------------------------
+t_eq "POST /service/release without the token: 401, still bound" "401 $SVC4/24 $SVC6/64 " \
+	"$(anon -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:9180/service/release) $(addrs)"
 t_eq "POST /service/release: 200 released" "released 200" "$(admin -X POST -w ' %{http_code}' http://127.0.0.1:9180/service/release | tr -d '\n')"
 t_eq "service IPs gone from pxsvc0" "" "$(addrs)"
 t_eq "the IPv4 listener is unreachable again" "no answer" "$(via $SVC4)"

@@ -3,100 +3,7 @@
  * flight and cooling down, the bound on moves started at once, regions at
  * their target, draining destinations, a region with no host, the excess
  * of a region going to one without a target, and stability. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "controller/ctl_conf.h"
-#include "controller/ctl_geo.h"
-#include "controller/ctl_model.h"
-
-#define MIB (1ULL << 20)
-#define NR 3	/* regions eu, us, ap */
-
-struct fx {
-	struct ctl_conf conf;
-	struct ctl_conf_region regions[NR];
-	struct ctl_conf_host *hosts;
-	struct ctl_model m;
-	struct ctl_geo_target t[NR];
-	struct ctl_geo_params p;
-	struct ctl_plan plan;
-};
-
-static const char *const fx_region[NR] = { "eu", "us", "ap" };
-
-/* neu hosts in eu ("eu-1"...), then nus in us, then nap in ap. */
-static struct fx *
-fx_new(int neu, int nus, int nap)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	int n = neu + nus + nap, k = 0, per[NR] = { neu, nus, nap };
-
-	assert_non_null(f);
-	f->hosts = calloc((size_t)n + 1, sizeof(*f->hosts));
-	assert_non_null(f->hosts);
-	for (int r = 0; r < NR; r++) {
-		snprintf(f->regions[r].name, CTL_NAME_MAX, "%s", fx_region[r]);
-		for (int i = 0; i < per[r]; i++, k++) {
-			struct ctl_conf_host *h = &f->hosts[k];
-
-			snprintf(h->name, sizeof(h->name), "%s-%d", fx_region[r], i + 1);
-			snprintf(h->region, sizeof(h->region), "%s", fx_region[r]);
-			h->memory = 4LL << 30;
-			h->vcpus = 64;
-			h->nic = 1000;
-		}
-	}
-	f->conf.hosts = f->hosts;
-	f->conf.nhosts = n;
-	f->conf.regions = f->regions;
-	f->conf.nregions = NR;
-	assert_int_equal(ctl_model_init(&f->m, &f->conf), 0);
-	for (int i = 0; i < n; i++) {
-		f->m.hosts[i].connected = 1;
-		f->m.hosts[i].lease_ok = 1;
-	}
-	f->p.targets = f->t;
-	f->p.max_moves = 100;
-	f->p.target = 0.70;
-	f->p.lim.max_concurrent = 100;
-	f->p.lim.max_per_host = 100;
-	f->p.lim.now_ms = 1000000;
-	f->p.lim.use_cooldown = 1;
-	return f;
-}
-
-static void
-fx_free(struct fx *f)
-{
-	ctl_plan_free(&f->plan);
-	ctl_model_free(&f->m);
-	free(f->hosts);
-	free(f);
-}
-
-static struct ctl_vm *
-fx_vm(struct fx *f, const char *name, int host, uint64_t mem, double bps)
-{
-	struct ctl_vm *vm = ctl_vm_get(&f->m, name);
-
-	assert_non_null(vm);
-	vm->host = host;
-	vm->state = VM_RUNNING;
-	vm->mem_bytes = mem;
-	vm->vcpus = 1;
-	vm->up.per_s = bps;
-	vm->tel_ms = 1;
-	snprintf(vm->meta.id, sizeof(vm->meta.id), "%s", name);
-	return vm;
-}
+#include "tests/unit/fx_fleet.h"
 
 static void
 fx_target(struct fx *f, int r, const char *s)
@@ -115,28 +22,7 @@ fx_plan(struct fx *f)
 {
 	ctl_plan_free(&f->plan);
 	ctl_model_tally(&f->m);
-	assert_int_equal(ctl_geo_make(&f->m, &f->p, &f->plan), 0);
-}
-
-static const struct ctl_plan_move *
-fx_move(struct fx *f, const char *vm)
-{
-	for (int i = 0; i < f->plan.nmoves; i++)
-		if (strcmp(f->plan.moves[i].vm, vm) == 0)
-			return &f->plan.moves[i];
-	return NULL;
-}
-
-/* Move every planned VM, as finished migrations would. */
-static void
-fx_apply(struct fx *f)
-{
-	for (int i = 0; i < f->plan.nmoves; i++) {
-		struct ctl_vm *vm = ctl_vm_find(&f->m, f->plan.moves[i].vm);
-
-		assert_non_null(vm);
-		vm->host = f->plan.moves[i].to;
-	}
+	assert_int_equal(ctl_geo_make(&f->m, &f->g, &f->plan), 0);
 }
 
 static void
@@ -180,25 +66,25 @@ test_target_parse(void **state)
 static void
 fx_resolve(const char *a, const char *b, const char *c, int fleet, int *want)
 {
-	struct ctl_geo_target t[NR];
-	const char *s[NR] = { a, b, c };
+	struct ctl_geo_target t[FX_NREGIONS];
+	const char *s[FX_NREGIONS] = { a, b, c };
 	char why[200];
 
 	memset(t, 0, sizeof(t));
-	for (int r = 0; r < NR; r++)
+	for (int r = 0; r < FX_NREGIONS; r++)
 		if (s[r])
 			assert_int_equal(ctl_geo_target_parse(s[r], &t[r], why, sizeof(why)), 0);
-	ctl_geo_resolve(t, NR, fleet, want);
+	ctl_geo_resolve(t, FX_NREGIONS, fleet, want);
 }
 
 static void
 test_share_rounding(void **state)
 {
-	static const char *const sets[][NR] = {
+	static const char *const sets[][FX_NREGIONS] = {
 		{ "33%", "33%", "34%" }, { "50%", "25%", "25%" }, { "1%", "1%", "98%" },
 		{ "33%", "33%", "33%" }, { "0%", "50%", "50%" }, { "100%", "0%", "0%" },
 	};
-	int w[NR];
+	int w[FX_NREGIONS];
 
 	(void)state;
 	/* 10 VMs at 33/33/34: 3.3, 3.3, 3.4; the largest remainder takes the tenth. */
@@ -227,7 +113,7 @@ test_share_rounding(void **state)
 			int sum = 0;
 
 			fx_resolve(sets[k][0], sets[k][1], sets[k][2], fleet, w);
-			for (int r = 0; r < NR; r++)
+			for (int r = 0; r < FX_NREGIONS; r++)
 				sum += w[r];
 			if (k == 3 ? sum > fleet : sum != fleet)
 				fail_msg("%s/%s/%s of %d: %d, %d, %d", sets[k][0], sets[k][1], sets[k][2],
@@ -243,7 +129,7 @@ test_share_rounding(void **state)
 static void
 test_count_target(void **state)
 {
-	struct fx *f = fx_new(2, 2, 0);
+	struct fx *f = fx_new(1000, 2, 2, 0);
 	const struct ctl_plan_move *mv;
 
 	(void)state;
@@ -272,7 +158,7 @@ test_count_target(void **state)
 	assert_int_equal(f->plan.regions[0].moves_out, 2);
 	assert_string_equal(f->plan.regions[1].blocked, "");
 	/* Done, the plan is empty: the regions are at their targets. */
-	fx_apply(f);
+	fx_apply(f, 0);
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 0);
 	assert_int_equal(f->plan.regions[1].vms, 2);
@@ -282,7 +168,7 @@ test_count_target(void **state)
 static void
 test_share_target(void **state)
 {
-	struct fx *f = fx_new(1, 1, 1);
+	struct fx *f = fx_new(1000, 1, 1, 1);
 	char name[16];
 
 	(void)state;
@@ -303,7 +189,7 @@ test_share_target(void **state)
 	assert_string_equal(f->plan.moves[0].reason,
 	    "region us has 0 of target 2 VMs (50% of 5); eu has 5 of target 3 VMs (50% of 5)");
 	/* 100% in eu with VMs elsewhere: they come home, from us and from ap. */
-	fx_apply(f);
+	fx_apply(f, 0);
 	fx_vm(f, "vm-ap", 2, 64 * MIB, 0);
 	fx_target(f, 0, "100%");
 	fx_target(f, 1, "0%");
@@ -324,7 +210,7 @@ test_share_target(void **state)
 static void
 test_pins_standbys_cooldown(void **state)
 {
-	struct fx *f = fx_new(1, 1, 0);
+	struct fx *f = fx_new(1000, 1, 1, 0);
 	struct ctl_vm *pin, *sb, *cool;
 
 	(void)state;
@@ -334,7 +220,7 @@ test_pins_standbys_cooldown(void **state)
 	sb->state = VM_SHUTOFF;
 	sb->meta.role = ROLE_STANDBY;
 	cool = fx_vm(f, "c-cool", 0, 64 * MIB, 0);
-	cool->cooldown_until_ms = f->p.lim.now_ms + 1;
+	cool->cooldown_until_ms = f->g.lim.now_ms + 1;
 	fx_vm(f, "d-free", 0, 512 * MIB, 0);
 	fx_target(f, 1, "2");
 	fx_plan(f);
@@ -352,7 +238,7 @@ test_pins_standbys_cooldown(void **state)
 static void
 test_in_flight_and_bound(void **state)
 {
-	struct fx *f = fx_new(1, 2, 0);
+	struct fx *f = fx_new(1000, 1, 2, 0);
 	struct ctl_vm *a;
 
 	(void)state;
@@ -360,7 +246,7 @@ test_in_flight_and_bound(void **state)
 	fx_vm(f, "b", 0, 128 * MIB, 0);
 	fx_vm(f, "c", 0, 256 * MIB, 0);
 	fx_target(f, 1, "3");
-	f->p.max_moves = 1;
+	f->g.max_moves = 1;
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 3);
 	assert_true(f->plan.moves[0].now);
@@ -368,18 +254,18 @@ test_in_flight_and_bound(void **state)
 	assert_false(f->plan.moves[2].now);
 	assert_string_equal(f->plan.moves[1].wait, "geo: 1 move(s) at a time (geo_max_moves)");
 	/* Two at a time, within the concurrency limits (one per host). */
-	f->p.max_moves = 2;
-	f->p.lim.max_per_host = 1;
+	f->g.max_moves = 2;
+	f->g.lim.max_per_host = 1;
 	fx_plan(f);
 	assert_true(f->plan.moves[0].now);
 	assert_false(f->plan.moves[1].now);	/* eu-1 is busy with the first */
 	assert_non_null(strstr(f->plan.moves[1].wait, "eu-1 has 1 migration(s) in flight"));
 	/* a on its way to us-1: it counts in us, and while it flies none starts. */
-	f->p.lim.max_per_host = 100;
+	f->g.lim.max_per_host = 100;
 	a->migration = 5;
 	a->mig_dst = 1;
 	f->m.hosts[0].migrations = f->m.hosts[1].migrations = 1;
-	f->p.in_flight = 1;
+	f->g.in_flight = 1;
 	fx_plan(f);
 	assert_int_equal(f->plan.regions[1].vms, 1);
 	assert_int_equal(f->plan.nmoves, 2);
@@ -395,7 +281,7 @@ test_in_flight_and_bound(void **state)
 static void
 test_at_target(void **state)
 {
-	struct fx *f = fx_new(1, 1, 1);
+	struct fx *f = fx_new(1000, 1, 1, 1);
 
 	(void)state;
 	fx_vm(f, "a", 0, 64 * MIB, 0);
@@ -405,7 +291,7 @@ test_at_target(void **state)
 	fx_target(f, 1, "33%");
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 0);
-	for (int r = 0; r < NR; r++) {
+	for (int r = 0; r < FX_NREGIONS; r++) {
 		assert_string_equal(f->plan.regions[r].blocked, "");
 		assert_int_equal(f->plan.regions[r].vms_after, 1);
 	}
@@ -419,7 +305,7 @@ test_at_target(void **state)
 static void
 test_draining_and_no_host(void **state)
 {
-	struct fx *f = fx_new(1, 2, 0);
+	struct fx *f = fx_new(1000, 1, 2, 0);
 
 	(void)state;
 	fx_vm(f, "a", 0, 64 * MIB, 0);
@@ -460,7 +346,7 @@ test_draining_and_no_host(void **state)
 static void
 test_excess_to_free_region(void **state)
 {
-	struct fx *f = fx_new(1, 1, 1);
+	struct fx *f = fx_new(1000, 1, 1, 1);
 	char name[16];
 
 	(void)state;
@@ -493,7 +379,7 @@ test_excess_to_free_region(void **state)
 static void
 test_stability(void **state)
 {
-	struct fx *f = fx_new(10, 10, 10);
+	struct fx *f = fx_new(1000, 10, 10, 10);
 	char name[16];
 
 	(void)state;
@@ -517,7 +403,7 @@ test_stability(void **state)
 			large += f->plan.moves[i].mem_bytes == 256 * MIB;
 		assert_int_equal(large, 75 - 60);
 	}
-	fx_apply(f);
+	fx_apply(f, 0);
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 0);
 	fx_free(f);

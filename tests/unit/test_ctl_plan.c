@@ -3,95 +3,9 @@
  * VMs in flight, stale telemetry, the concurrency marks, stability (a plan
  * applied leaves nothing to plan) and the fewest moves against the lower
  * bound. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "controller/ctl_conf.h"
-#include "controller/ctl_model.h"
-#include "controller/ctl_plan.h"
+#include "tests/unit/fx_fleet.h"
 
 #define NIC 1000	/* bytes/s per host: a VM's traffic reads as tenths of a percent */
-#define MIB (1ULL << 20)
-
-struct fx {
-	struct ctl_conf conf;
-	struct ctl_conf_region regions[2];
-	struct ctl_conf_host *hosts;
-	struct ctl_model m;
-	struct ctl_plan_params p;
-	struct ctl_plan plan;
-};
-
-/* n hosts: the first neu in region eu ("eu-1"...), the rest in us ("us-1"...). */
-static struct fx *
-fx_new(int n, int neu)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	f->hosts = calloc((size_t)n, sizeof(*f->hosts));
-	assert_non_null(f->hosts);
-	snprintf(f->regions[0].name, CTL_NAME_MAX, "eu");
-	snprintf(f->regions[1].name, CTL_NAME_MAX, "us");
-	for (int i = 0; i < n; i++) {
-		struct ctl_conf_host *h = &f->hosts[i];
-
-		snprintf(h->name, sizeof(h->name), "%s-%d", i < neu ? "eu" : "us",
-		    i < neu ? i + 1 : i - neu + 1);
-		snprintf(h->region, sizeof(h->region), "%s", i < neu ? "eu" : "us");
-		h->memory = 4LL << 30;
-		h->vcpus = 64;
-		h->nic = NIC;
-	}
-	f->conf.hosts = f->hosts;
-	f->conf.nhosts = n;
-	f->conf.regions = f->regions;
-	f->conf.nregions = 2;
-	assert_int_equal(ctl_model_init(&f->m, &f->conf), 0);
-	for (int i = 0; i < n; i++) {
-		f->m.hosts[i].connected = 1;
-		f->m.hosts[i].lease_ok = 1;
-	}
-	f->p.high = 0.80;
-	f->p.target = 0.70;
-	f->p.lim.max_concurrent = 100;
-	f->p.lim.max_per_host = 100;
-	f->p.lim.now_ms = 1000000;
-	f->p.lim.use_cooldown = 1;
-	return f;
-}
-
-static void
-fx_free(struct fx *f)
-{
-	ctl_plan_free(&f->plan);
-	ctl_model_free(&f->m);
-	free(f->hosts);
-	free(f);
-}
-
-static struct ctl_vm *
-fx_vm(struct fx *f, const char *name, int host, double bps, uint64_t mem)
-{
-	struct ctl_vm *vm = ctl_vm_get(&f->m, name);
-
-	assert_non_null(vm);
-	vm->host = host;
-	vm->state = VM_RUNNING;
-	vm->mem_bytes = mem;
-	vm->vcpus = 1;
-	vm->up.per_s = bps / 4;
-	vm->down.per_s = bps - bps / 4;
-	vm->tel_ms = 1;
-	return vm;
-}
 
 static void
 fx_plan(struct fx *f)
@@ -99,29 +13,6 @@ fx_plan(struct fx *f)
 	ctl_plan_free(&f->plan);
 	ctl_model_tally(&f->m);
 	assert_int_equal(ctl_plan_make(&f->m, &f->p, &f->plan), 0);
-}
-
-/* Move every planned VM to its destination, as finished migrations would. */
-static void
-fx_apply(struct fx *f)
-{
-	for (int i = 0; i < f->plan.nmoves; i++) {
-		struct ctl_vm *vm = ctl_vm_find(&f->m, f->plan.moves[i].vm);
-
-		assert_non_null(vm);
-		assert_int_equal(vm->host, f->plan.moves[i].from);
-		vm->host = f->plan.moves[i].to;
-		vm->cooldown_until_ms = f->p.lim.now_ms + 60000;
-	}
-}
-
-static const struct ctl_plan_move *
-fx_move(struct fx *f, const char *vm)
-{
-	for (int i = 0; i < f->plan.nmoves; i++)
-		if (strcmp(f->plan.moves[i].vm, vm) == 0)
-			return &f->plan.moves[i];
-	return NULL;
 }
 
 static void
@@ -142,11 +33,11 @@ test_pin_meta(void **state)
 static void
 test_nothing_hot(void **state)
 {
-	struct fx *f = fx_new(3, 3);
+	struct fx *f = fx_new(NIC, 3, 0, 0);
 
 	(void)state;
-	fx_vm(f, "a", 0, 790, MIB);	/* 79%: under the mark */
-	fx_vm(f, "b", 1, 100, MIB);
+	fx_vm(f, "a", 0, MIB, 790);	/* 79%: under the mark */
+	fx_vm(f, "b", 1, MIB, 100);
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 0);
 	assert_int_equal(f->plan.hot, 0);
@@ -159,17 +50,17 @@ test_nothing_hot(void **state)
 static void
 test_skewed_cheapest_cover(void **state)
 {
-	struct fx *f = fx_new(3, 2);
+	struct fx *f = fx_new(NIC, 2, 1, 0);
 	const struct ctl_plan_move *mv;
 
 	(void)state;
 	/* eu-1 at 95%: 150 B/s too many. Both big VMs alone cover it; the one
 	 * with less memory goes, to the same-region host. */
-	fx_vm(f, "big", 0, 500, 512 * MIB);
-	fx_vm(f, "mid", 0, 200, 128 * MIB);
-	fx_vm(f, "s1", 0, 100, 64 * MIB);
-	fx_vm(f, "s2", 0, 100, 64 * MIB);
-	fx_vm(f, "s3", 0, 50, 64 * MIB);
+	fx_vm(f, "big", 0, 512 * MIB, 500);
+	fx_vm(f, "mid", 0, 128 * MIB, 200);
+	fx_vm(f, "s1", 0, 64 * MIB, 100);
+	fx_vm(f, "s2", 0, 64 * MIB, 100);
+	fx_vm(f, "s3", 0, 64 * MIB, 50);
 	fx_plan(f);
 	assert_int_equal(f->plan.hot, 1);
 	assert_int_equal(f->plan.lower_bound, 1);
@@ -189,18 +80,18 @@ test_skewed_cheapest_cover(void **state)
 static void
 test_fewest_equals_lower_bound(void **state)
 {
-	struct fx *f = fx_new(4, 4);
+	struct fx *f = fx_new(NIC, 4, 0, 0);
 	char name[16];
 
 	(void)state;
 	/* 10 x 95 = 95%: 150 over, two VMs needed; eu-2 hot too (3 x 300). */
 	for (int i = 0; i < 10; i++) {
 		snprintf(name, sizeof(name), "a%d", i);
-		fx_vm(f, name, 0, 95, MIB);
+		fx_vm(f, name, 0, MIB, 95);
 	}
 	for (int i = 0; i < 3; i++) {
 		snprintf(name, sizeof(name), "b%d", i);
-		fx_vm(f, name, 1, 300, MIB);
+		fx_vm(f, name, 1, MIB, 300);
 	}
 	fx_plan(f);
 	assert_int_equal(f->plan.hot, 2);
@@ -219,20 +110,20 @@ test_fewest_equals_lower_bound(void **state)
 static void
 test_hysteresis(void **state)
 {
-	struct fx *f = fx_new(3, 2);
+	struct fx *f = fx_new(NIC, 2, 1, 0);
 	const struct ctl_plan_move *mv;
 
 	(void)state;
-	fx_vm(f, "hot", 0, 200, MIB);
-	fx_vm(f, "rest", 0, 750, MIB);	/* eu-1 at 95% */
-	fx_vm(f, "warm", 1, 600, MIB);	/* eu-2 at 60%: +200 would be 80% > 70% */
+	fx_vm(f, "hot", 0, MIB, 200);
+	fx_vm(f, "rest", 0, MIB, 750);	/* eu-1 at 95% */
+	fx_vm(f, "warm", 1, MIB, 600);	/* eu-2 at 60%: +200 would be 80% > 70% */
 	fx_plan(f);
 	mv = fx_move(f, "hot");
 	assert_non_null(mv);
 	assert_int_equal(mv->to, 2);	/* us-1, though another region */
 	assert_null(fx_move(f, "warm"));
 	/* With us-1 also warm, nothing fits: no move, and the plan says why. */
-	fx_vm(f, "warm2", 2, 600, MIB);
+	fx_vm(f, "warm2", 2, MIB, 600);
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 0);
 	assert_int_equal(f->plan.hot, 1);
@@ -247,12 +138,12 @@ test_hysteresis(void **state)
 static void
 test_blocked_per_host(void **state)
 {
-	struct fx *f = fx_new(3, 2);
+	struct fx *f = fx_new(NIC, 2, 1, 0);
 
 	(void)state;
-	fx_vm(f, "s", 0, 60, MIB);
-	fx_vm(f, "t", 0, 790, MIB);	/* eu-1 at 85%: s covers it */
-	fx_vm(f, "big", 1, 950, MIB);	/* eu-2 at 95%: big fits nowhere under 70% */
+	fx_vm(f, "s", 0, MIB, 60);
+	fx_vm(f, "t", 0, MIB, 790);	/* eu-1 at 85%: s covers it */
+	fx_vm(f, "big", 1, MIB, 950);	/* eu-2 at 95%: big fits nowhere under 70% */
 	fx_plan(f);
 	assert_int_equal(f->plan.hot, 2);
 	assert_int_equal(f->plan.nmoves, 1);
@@ -266,19 +157,19 @@ test_blocked_per_host(void **state)
 static void
 test_anti_affinity(void **state)
 {
-	struct fx *f = fx_new(3, 3);
+	struct fx *f = fx_new(NIC, 3, 0, 0);
 	struct ctl_vm *a, *sb;
 	const struct ctl_plan_move *mv;
 
 	(void)state;
-	a = fx_vm(f, "a", 0, 300, MIB);
-	fx_vm(f, "z", 0, 550, 2 * MIB);	/* eu-1 at 85%: either covers, a is cheaper */
-	sb = fx_vm(f, "a-sb", 1, 0, MIB);	/* its standby, on the emptiest host */
+	a = fx_vm(f, "a", 0, MIB, 300);
+	fx_vm(f, "z", 0, 2 * MIB, 550);	/* eu-1 at 85%: either covers, a is cheaper */
+	sb = fx_vm(f, "a-sb", 1, MIB, 0);	/* its standby, on the emptiest host */
 	sb->state = VM_SHUTOFF;
 	snprintf(a->meta.peer, sizeof(a->meta.peer), "a-sb");
 	snprintf(sb->meta.peer, sizeof(sb->meta.peer), "a");
 	sb->meta.role = ROLE_STANDBY;
-	fx_vm(f, "c", 2, 10, MIB);
+	fx_vm(f, "c", 2, MIB, 10);
 	fx_plan(f);
 	mv = fx_move(f, "a");
 	assert_non_null(mv);
@@ -289,13 +180,13 @@ test_anti_affinity(void **state)
 static void
 test_region_pin(void **state)
 {
-	struct fx *f = fx_new(3, 2);
+	struct fx *f = fx_new(NIC, 2, 1, 0);
 	struct ctl_vm *a;
 
 	(void)state;
-	a = fx_vm(f, "a", 0, 300, MIB);
-	fx_vm(f, "b", 0, 600, MIB);	/* eu-1 at 90% */
-	fx_vm(f, "c", 1, 650, MIB);	/* eu-2 full for either */
+	a = fx_vm(f, "a", 0, MIB, 300);
+	fx_vm(f, "b", 0, MIB, 600);	/* eu-1 at 90% */
+	fx_vm(f, "c", 1, MIB, 650);	/* eu-2 full for either */
 	a->meta.pin = PIN_REGION;
 	f->m.vms[1]->meta.pin = PIN_REGION;	/* "b" */
 	fx_plan(f);
@@ -325,12 +216,12 @@ test_region_pin(void **state)
 static void
 test_draining(void **state)
 {
-	struct fx *f = fx_new(3, 3);
+	struct fx *f = fx_new(NIC, 3, 0, 0);
 
 	(void)state;
-	fx_vm(f, "a", 0, 300, MIB);
-	fx_vm(f, "z", 0, 600, 2 * MIB);
-	fx_vm(f, "b", 2, 100, MIB);
+	fx_vm(f, "a", 0, MIB, 300);
+	fx_vm(f, "z", 0, 2 * MIB, 600);
+	fx_vm(f, "b", 2, MIB, 100);
 	f->m.hosts[1].draining = 1;	/* the emptiest, but draining */
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 1);
@@ -348,12 +239,12 @@ test_draining(void **state)
 static void
 test_cooldown_inflight_stale(void **state)
 {
-	struct fx *f = fx_new(3, 3);
+	struct fx *f = fx_new(NIC, 3, 0, 0);
 	struct ctl_vm *a, *b;
 
 	(void)state;
-	a = fx_vm(f, "a", 0, 500, MIB);
-	b = fx_vm(f, "b", 0, 400, 2 * MIB);	/* eu-1 at 90% */
+	a = fx_vm(f, "a", 0, MIB, 500);
+	b = fx_vm(f, "b", 0, 2 * MIB, 400);	/* eu-1 at 90% */
 	a->cooldown_until_ms = f->p.lim.now_ms + 1;	/* moved a moment ago */
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 1);
@@ -370,7 +261,7 @@ test_cooldown_inflight_stale(void **state)
 	b->migration = 0;
 	b->mig_dst = -1;
 	f->m.hosts[0].migrations = f->m.hosts[2].migrations = 0;
-	fx_vm(f, "quiet", 1, 0, MIB)->stale = 1;
+	fx_vm(f, "quiet", 1, MIB, 0)->stale = 1;
 	fx_plan(f);
 	assert_int_equal(f->plan.nmoves, 1);
 	assert_int_equal(f->plan.moves[0].to, 2);
@@ -380,15 +271,15 @@ test_cooldown_inflight_stale(void **state)
 static void
 test_concurrency_marks(void **state)
 {
-	struct fx *f = fx_new(6, 6);
+	struct fx *f = fx_new(NIC, 6, 0, 0);
 	char name[16];
 
 	(void)state;
 	for (int h = 0; h < 3; h++) {
 		snprintf(name, sizeof(name), "x%d", h);
-		fx_vm(f, name, h, 500, MIB);
+		fx_vm(f, name, h, MIB, 500);
 		snprintf(name, sizeof(name), "y%d", h);
-		fx_vm(f, name, h, 400, MIB);
+		fx_vm(f, name, h, MIB, 400);
 	}
 	f->p.lim.max_concurrent = 2;
 	f->p.lim.max_per_host = 1;
@@ -405,7 +296,7 @@ test_concurrency_marks(void **state)
 static void
 test_stability(void **state)
 {
-	struct fx *f = fx_new(40, 30);
+	struct fx *f = fx_new(NIC, 30, 10, 0);
 	char name[16];
 	unsigned seed = 12345;
 
@@ -418,13 +309,13 @@ test_stability(void **state)
 		if (h < 5)
 			bps = 60 + 400.0 / (1 + i / 40) + (seed >> 16) % 20;
 		snprintf(name, sizeof(name), "vm-%03d", i);
-		fx_vm(f, name, h, bps, (64 + (seed >> 20) % 4 * 64) * MIB);
+		fx_vm(f, name, h, (64 + (seed >> 20) % 4 * 64) * MIB, bps);
 	}
 	fx_plan(f);
 	assert_true(f->plan.hot >= 3);
 	assert_int_equal(f->plan.still_hot, 0);
 	assert_int_equal(f->plan.nmoves, f->plan.lower_bound);
-	fx_apply(f);
+	fx_apply(f, 60000);
 	fx_plan(f);
 	assert_int_equal(f->plan.hot, 0);
 	assert_int_equal(f->plan.nmoves, 0);
