@@ -69,6 +69,7 @@ struct ctl_fo {
 	int64_t wall_start_ms;
 	int64_t t_heartbeat, t_detect, t_start, t_bound, t_serving, t_end;	/* mono ms */
 	int bind_tries;
+	int bind_code;		/* the standby's last answer other than 200 (0: none) */
 	int bind_inflight;
 	int pending;
 	struct evhttp_connection *cn;
@@ -261,9 +262,11 @@ ctl_fo_bind_cb(struct evhttp_request *req, void *arg)
 		f->t_bound = clock_mono_ms();
 		ctl_fo_announce(env, f);
 	} else if (code) {
-		log_warnx("failover id=%u vm=%s bind refused by standby=%s code=%d%s", f->id, f->vm,
-		    f->sb, code, code == 401 ? " why=\"its admin token is not [failover] "
-		    "guest_token\"" : "");
+		if (code != f->bind_code)	/* once per answer, not on every retry */
+			log_warnx("failover id=%u vm=%s bind refused by standby=%s code=%d%s", f->id,
+			    f->vm, f->sb, code, code == 401 ? " why=\"its admin token is not "
+			    "[failover] guest_token\"" : "");
+		f->bind_code = code;
 	}
 	/* Otherwise the next poll tries again (ctl_fo_tick counts the tries). */
 }
@@ -630,10 +633,20 @@ ctl_fo_tick(struct fleetd *env)
 				ctl_fo_end(env, f, FO_FAILED, "the warm standby did not come up in 60 s");
 			}
 		} else if (f->phase == FO_BIND && !f->bind_inflight) {
-			if (++f->bind_tries > CTL_FO_BIND_TRIES)
-				ctl_fo_end(env, f, FO_FAILED, "the standby's admin endpoint did not bind "
-				    "the IPs");
-			else
+			if (++f->bind_tries > CTL_FO_BIND_TRIES) {
+				char why[160];
+
+				if (f->bind_code == 401)
+					snprintf(why, sizeof(why), "the standby refused the bind (401): "
+					    "its admin token is not [failover] guest_token");
+				else if (f->bind_code)
+					snprintf(why, sizeof(why), "the standby's admin endpoint did "
+					    "not bind the IPs (last answer: HTTP %d)", f->bind_code);
+				else
+					snprintf(why, sizeof(why), "the standby's admin endpoint did "
+					    "not bind the IPs (no answer)");
+				ctl_fo_end(env, f, FO_FAILED, why);
+			} else
 				ctl_fo_bind(env, f);
 		}
 	}

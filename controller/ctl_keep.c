@@ -129,13 +129,13 @@ ctl_keep_read_cb(redisAsyncContext *ac, void *reply, void *priv)
 		ctl_keep_read(env, k);
 		return;
 	}
-	if (kp->dirty) {
+	if (kp->dirty && ctl_leader_is(env)) {
 		/* A write of ours was lost meanwhile: what we hold is newer. */
 		kp->loaded = 1;
-		if (ctl_leader_is(env))
-			ctl_keep_store_all(env, k);
+		ctl_keep_store_all(env, k);
 		return;
 	}
+	kp->dirty = 0;	/* a follower's lost write: the leader's hash is the truth */
 	ctl_keep_clear(env, k);
 	for (size_t i = 0; i + 1 < r->elements; i += 2) {
 		const redisReply *f = r->element[i], *v = r->element[i + 1];
