@@ -38,8 +38,9 @@ include common/build.mk
 -include netmigrate/build.mk
 -include controller/build.mk
 -include deploy/build.mk
+include tests/fuzz/build.mk
 
-.PHONY: all test check demo clean deps image lab-up lab-down lab-status fuzz bench
+.PHONY: all test test-repeat check demo clean deps image lab-up lab-down lab-status fuzz bench
 .DEFAULT_GOAL := all
 
 all: $(PROGS) $(TEST_TOOLS)
@@ -58,17 +59,33 @@ deps:
 
 INTEG_TESTS = $(sort $(wildcard tests/integ/t_*.sh))
 
-# The README's test command: installs what is missing, builds, runs every
-# unit and integration test, closes with "N passed, N failed, N skipped".
-test:
+# What every test run needs first: the packages (clang's libFuzzer runtime
+# included), then the programs, the unit tests and the fuzz targets, built
+# by a sub-make so that pkg-config is asked after the install.
+ALL_TESTS = $(UNIT_TESTS) $(FUZZERS) $(INTEG_TESTS)
+TEST_ENV = PF_BIN=$(abspath $(BIN)) PF_SANITIZE=$(SANITIZE) \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+.PHONY: test-build
+test-build:
 	@bash deploy/install-deps.sh
-	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
-	@PF_BIN=$(abspath $(BIN)) PF_SANITIZE=$(SANITIZE) \
-		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		bash tests/run.sh $(O)/test-logs $(UNIT_TESTS) $(INTEG_TESTS)
+	@bash tests/fuzz/install-deps.sh
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(FUZZERS)
+
+# The README's test command: installs what is missing, builds, runs every
+# unit test, every fuzz target (FUZZ_TEST_SECONDS each) and every
+# integration test, closes with "N passed, N failed, N skipped".
+test: test-build
+	@$(TEST_ENV) bash tests/run.sh $(O)/test-logs $(ALL_TESTS)
 
 check: test
+
+# The flake hunt: `make test-repeat T=REGEX N=5` runs the matching tests N
+# times each on the current build and prints per test how many runs failed
+# (tests/repeat.sh; the failed runs' logs stay in $(O)/test-repeat/ROUND/).
+N ?= 5
+test-repeat: test-build
+	@$(TEST_ENV) bash tests/repeat.sh $(O)/test-repeat $(N) $(ALL_TESTS)
 
 # The README's main command: the demo on the local lab.
 demo:

@@ -40,6 +40,7 @@ struct rlink {
 	enum rlink_state state;
 	int reported_down;	/* the owner heard of the current outage */
 	int backoff_ms;
+	unsigned long failures;	/* connection attempts that failed */
 	struct event *timer;	/* retry (DOWN) or connect timeout (CONNECTING) */
 	struct event *watchdog;	/* 1 Hz: overdue replies */
 	unsigned pending;
@@ -70,6 +71,8 @@ rlink_down(struct rlink *rl, const char *why)
 	int was_up = rl->state == RL_UP;
 
 	rl->state = RL_DOWN;
+	if (!was_up)
+		rl->failures++;
 	if (was_up || !rl->reported_down) {
 		rl->reported_down = 1;
 		rl->state_fn(rl, 0, why, rl->arg);
@@ -361,6 +364,12 @@ unsigned
 rlink_pending(const struct rlink *rl)
 {
 	return rl->pending;
+}
+
+unsigned long
+rlink_failures(const struct rlink *rl)
+{
+	return rl->failures;
 }
 
 void

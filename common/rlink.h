@@ -55,6 +55,11 @@ int rlink_is_up(const struct rlink *rl);
 const char *rlink_field(const redisReply *r, const char *name);
 /* Commands sent and not yet answered. */
 unsigned rlink_pending(const struct rlink *rl);
+/* Connection attempts that failed since rlink_new() (refused, timed out,
+ * AUTH refused; a lost link is not one, the retries after it are): each
+ * retry of an outage counts, though the state callback hears only the
+ * first. */
+unsigned long rlink_failures(const struct rlink *rl);
 
 /* Close the link; pending callbacks get a NULL reply first. Accepts NULL. */
 void rlink_free(struct rlink *rl);

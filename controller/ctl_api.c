@@ -9,6 +9,7 @@
  * The routes are documented in docs/api.md.
  */
 #include "controller/fleetd.h"
+#include "controller/ctl_req.h"
 #include "common/log.h"
 #include "common/rlink.h"
 #include "common/util.h"
@@ -119,6 +120,7 @@ ctl_api_hosts(struct fleetd *env)
 		cJSON_AddBoolToObject(o, "libvirt", h->connected);
 		cJSON_AddStringToObject(o, "libvirt_error", h->virt_error);
 		cJSON_AddBoolToObject(o, "lease", h->lease_ok);
+		cJSON_AddBoolToObject(o, "lease_read", h->lease_read);
 		cJSON_AddStringToObject(o, "state", h->maintenance ? "maintenance" :
 		    h->draining ? "draining" : "active");
 		cJSON_AddStringToObject(o, "drain_blocked", h->drain_blocked);
@@ -278,55 +280,41 @@ ctl_api_authorized(struct ctl_api *api, struct evhttp_request *req)
 	return strlen(h) == n && CRYPTO_memcmp(h, tok, n) == 0;
 }
 
-/* Parse the request body as a JSON object; NULL (error sent) when it is not. */
-static cJSON *
-ctl_api_body(struct evhttp_request *req)
+/* Decode the request body into r with dec, one of ctl_req.c's decoders: 0,
+ * or -1 with the error sent (and nothing in r to free). */
+static int
+ctl_api_decode(struct evhttp_request *req, int (*dec)(const char *, size_t, struct ctl_req *,
+    char *, size_t), struct ctl_req *r)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
-	char *buf = malloc(len + 1);
-	cJSON *j;
+	const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+	char why[256];
+	int code;
 
-	if (!buf) {
+	if (!body) {
+		memset(r, 0, sizeof(*r));
 		ctl_api_error(req, 500, "out of memory");
-		return NULL;
+		return -1;
 	}
-	evbuffer_copyout(in, buf, len);
-	buf[len] = '\0';
-	j = cJSON_Parse(buf);
-	free(buf);
-	if (!j || !cJSON_IsObject(j)) {
-		cJSON_Delete(j);
-		ctl_api_error(req, 400, "request body is not a JSON object");
-		return NULL;
+	if ((code = dec(body, len, r, why, sizeof(why))) != 0) {
+		ctl_api_error(req, code, "%s", why);
+		return -1;
 	}
-	return j;
-}
-
-static const char *
-ctl_api_str(cJSON *j, const char *key)
-{
-	cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-
-	return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+	return 0;
 }
 
 static void
 ctl_api_migrate(struct ctl_api *api, struct evhttp_request *req)
 {
-	cJSON *body = ctl_api_body(req), *out;
-	const char *vm, *to, *reason;
+	struct ctl_req r;
+	cJSON *out;
 	char why[256];
 	unsigned id;
 
-	if (!body)
+	if (ctl_api_decode(req, ctl_req_migrate, &r) < 0)
 		return;
-	vm = ctl_api_str(body, "vm");
-	to = ctl_api_str(body, "to");
-	reason = ctl_api_str(body, "reason");
-	if (!vm || !to) {
-		ctl_api_error(req, 400, "fields 'vm' and 'to' (strings) are required");
-	} else if (ctl_mig_start(api->env, vm, to, reason ? reason : "operator", 0, &id, why,
+	if (ctl_mig_start(api->env, r.vm, r.to, r.reason ? r.reason : "operator", 0, &id, why,
 	    sizeof(why)) < 0) {
 		int code = strncmp(why, "no VM", 5) == 0 || strncmp(why, "no host", 7) == 0 ? 404 :
 		    strcmp(why, "out of memory") == 0 ? 500 : strncmp(why, "fleetd is ", 10) == 0 ||
@@ -338,7 +326,7 @@ ctl_api_migrate(struct ctl_api *api, struct evhttp_request *req)
 		cJSON_AddNumberToObject(out, "id", id);
 		ctl_api_json(req, 201, out);
 	}
-	cJSON_Delete(body);
+	ctl_req_clear(&r);
 }
 
 /* POST /v1/vms/NAME/protect {"mode": "hot|warm|none", "region": R}, and
@@ -347,28 +335,19 @@ static void
 ctl_api_vm_action(struct ctl_api *api, struct evhttp_request *req, const char *name,
     const char *action)
 {
-	cJSON *body = NULL, *o;
+	struct ctl_req r = { 0 };
+	cJSON *o;
 	char why[256];
 	int rc;
 
 	if (strcmp(action, "switchover") == 0) {
 		rc = ctl_switchover(api->env, name, why, sizeof(why));
 	} else {
-		const char *mode, *region;
-		enum ctl_protect p;
-
-		if (!(body = ctl_api_body(req)))
+		if (ctl_api_decode(req, ctl_req_protect, &r) < 0)
 			return;
-		mode = ctl_api_str(body, "mode");
-		region = ctl_api_str(body, "region");
-		if (!mode || ctl_protect_parse(mode, &p) < 0) {
-			ctl_api_error(req, 400, "field 'mode' must be \"hot\", \"warm\" or \"none\"");
-			cJSON_Delete(body);
-			return;
-		}
-		rc = ctl_protect(api->env, name, p, region, why, sizeof(why));
+		rc = ctl_protect(api->env, name, r.mode, r.region, why, sizeof(why));
 	}
-	cJSON_Delete(body);
+	ctl_req_clear(&r);
 	if (rc < 0) {
 		ctl_api_error(req, strncmp(why, "no VM", 5) == 0 ? 404 :
 		    strncmp(why, "no region", 9) == 0 ? 400 : 409, "%s", why);
@@ -384,25 +363,15 @@ ctl_api_vm_action(struct ctl_api *api, struct evhttp_request *req, const char *n
 static void
 ctl_api_region_target(struct ctl_api *api, struct evhttp_request *req, const char *region)
 {
-	cJSON *body = ctl_api_body(req), *v, *out;
-	char num[32], was[16], why[256];
-	const char *val = NULL;
+	struct ctl_req r;
+	cJSON *out;
+	char was[16], why[256];
+	const char *val;
 	int code;
 
-	if (!body)
+	if (ctl_api_decode(req, ctl_req_target, &r) < 0)
 		return;
-	v = cJSON_GetObjectItemCaseSensitive(body, "target");
-	if (cJSON_IsString(v)) {
-		val = v->valuestring;
-	} else if (cJSON_IsNumber(v)) {
-		snprintf(num, sizeof(num), "%.15g", v->valuedouble);	/* judged as text */
-		val = num;
-	} else if (!cJSON_IsNull(v)) {
-		ctl_api_error(req, 400, "field 'target' is required: a count (\"3\"), a share of the "
-		    "fleet (\"40%%\"), or null to clear");
-		cJSON_Delete(body);
-		return;
-	}
+	val = r.target;
 	code = ctl_region_target(api->env, region, val, was, sizeof(was), why, sizeof(why));
 	if (code) {
 		ctl_api_error(req, code, "%s", why);
@@ -419,7 +388,7 @@ ctl_api_region_target(struct ctl_api *api, struct evhttp_request *req, const cha
 			cJSON_AddNullToObject(out, "was");
 		ctl_api_json(req, 200, out);
 	}
-	cJSON_Delete(body);
+	ctl_req_clear(&r);
 }
 
 /*
@@ -471,27 +440,6 @@ ctl_api_follower(struct ctl_api *api, struct evhttp_request *req, enum evhttp_cm
 	log_debug("api redirect method=%d path=%s to=%s", (int)method, path, loc);
 	ctl_api_json(req, 307, j);
 	return 1;
-}
-
-/* "/v1/hosts/eu-1/drain" -> name "eu-1", action "drain". */
-static int
-ctl_api_split(const char *path, const char *prefix, char *name, size_t namelen, const char **rest)
-{
-	size_t pl = strlen(prefix);
-	const char *s, *e;
-
-	if (strncmp(path, prefix, pl) != 0)
-		return -1;
-	s = path + pl;
-	e = strchr(s, '/');
-	if (!e)
-		e = s + strlen(s);
-	if (e == s || (size_t)(e - s) >= namelen)
-		return -1;
-	memcpy(name, s, (size_t)(e - s));
-	name[e - s] = '\0';
-	*rest = *e ? e + 1 : "";
-	return 0;
 }
 
 static void
@@ -553,7 +501,7 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 			ctl_api_json(req, 200, r);
 		else
 			ctl_api_error(req, 500, "out of memory");
-	} else if (ctl_api_split(path, "/v1/regions/", name, sizeof(name), &rest) == 0 &&
+	} else if (ctl_req_split(path, "/v1/regions/", name, sizeof(name), &rest) == 0 &&
 	    strcmp(rest, "target") == 0) {
 		if (method == EVHTTP_REQ_PUT)
 			ctl_api_region_target(api, req, name);
@@ -570,7 +518,7 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		ctl_api_json(req, 200, ctl_journal_json(env, since ? strtoull(since, NULL, 10) : 0,
 		    limit ? atoi(limit) : 100));
 		evhttp_clear_headers(&q);
-	} else if (ctl_api_split(path, "/v1/migrations/", name, sizeof(name), &rest) == 0 &&
+	} else if (ctl_req_split(path, "/v1/migrations/", name, sizeof(name), &rest) == 0 &&
 	    !*rest) {
 		char *end;
 		unsigned long id = strtoul(name, &end, 10);
@@ -599,10 +547,10 @@ ctl_api_route(struct evhttp_request *req, void *arg)
 		}
 	} else if (strcmp(path, "/v1/failovers") == 0 && is_get) {
 		ctl_api_json(req, 200, ctl_failover_json(env));
-	} else if (ctl_api_split(path, "/v1/vms/", name, sizeof(name), &rest) == 0 && is_post &&
+	} else if (ctl_req_split(path, "/v1/vms/", name, sizeof(name), &rest) == 0 && is_post &&
 	    (strcmp(rest, "protect") == 0 || strcmp(rest, "switchover") == 0)) {
 		ctl_api_vm_action(api, req, name, rest);
-	} else if (ctl_api_split(path, "/v1/hosts/", name, sizeof(name), &rest) == 0 && is_post &&
+	} else if (ctl_req_split(path, "/v1/hosts/", name, sizeof(name), &rest) == 0 && is_post &&
 	    (strcmp(rest, "drain") == 0 || strcmp(rest, "undrain") == 0)) {
 		int code = ctl_drain(env, name, strcmp(rest, "drain") == 0, why, sizeof(why));
 

@@ -368,6 +368,11 @@ ctl_precheck(const struct ctl_model *m, const struct ctl_vm *vm, int dest,
 		    d->conf->name, d->virt_error[0] ? ": " : "", d->virt_error);
 		return -1;
 	}
+	if (!d->lease_read) {
+		snprintf(why, whylen, "destination %s: its agent lease is not read yet (fleetd "
+		    "just started)", d->conf->name);
+		return -1;
+	}
 	if (!d->lease_ok) {
 		snprintf(why, whylen, "destination %s has no live agent lease", d->conf->name);
 		return -1;

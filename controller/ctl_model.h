@@ -110,6 +110,8 @@ struct ctl_host {
 	int connected;		/* libvirt connection up */
 	char virt_error[160];	/* why not, when not */
 	int lease_ok;		/* agent lease present at the last poll */
+	int lease_read;		/* a poll has answered since fleetd started: until
+				 * then lease_ok says nothing (not "expired") */
 	int64_t lease_seen_ms;
 	/* failover watch (ctl_failover.c): the lease polled every [failover] poll */
 	int fo_seen;		/* its lease was there once: its loss means something */

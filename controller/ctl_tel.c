@@ -100,6 +100,7 @@ ctl_tel_lease(struct fleetd *env, struct ctl_host *h, redisReply *r)
 		ctl_journal(env, "host", "%s host=%s lease=%s", ok ? "lease-up" : "lease-lost",
 		    h->conf->name, ok ? "present" : "expired");
 	h->lease_ok = ok;
+	h->lease_read = 1;
 }
 
 static double

@@ -144,6 +144,7 @@ fleetd_redis_state(struct rlink *rl, int up, const char *why, void *arg)
 		ctl_keep_redis_up(env);
 		ctl_standby_redis_up(env);
 		ctl_leader_poll(env);
+		ctl_tel_poll(env);	/* leases and telemetry now, not a tick later */
 	} else
 		log_warnx("redis down: %s (telemetry and orders wait; retrying)", why);
 }

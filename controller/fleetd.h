@@ -8,6 +8,7 @@
  *   ctl_tel     telemetry from Redis   ctl_order   handover orders and acks
  *   ctl_mig     migration executor     ctl_journal events (Redis + memory)
  *   ctl_api     HTTP(S) JSON API and /metrics
+ *   ctl_req     API request bodies and path names, decoded (pure)
  *   ctl_plan    rebalancing planner    ctl_policy  runs both planners on the tick
  *   ctl_geo     geographic planner     ctl_region  region targets (Redis, API)
  *   ctl_standby standby replicas       ctl_failover dead hosts, promotion

@@ -12,7 +12,7 @@ PROGS += $(BIN)/netmigrate $(BIN)/netmigrated
 $(BIN)/netmigrate: $(call objs,netmigrate/netmigrate.c) $(NM_LIB) $(COMMON_LIB)
 LIBS_netmigrate = $(call pc_libs,libmnl)
 
-NMD_SRCS := netmigrate/nmd.c netmigrate/nmd_orders.c netmigrate/nmd_metrics.c
+NMD_SRCS := netmigrate/nmd.c netmigrate/nmd_conf.c netmigrate/nmd_orders.c netmigrate/nmd_metrics.c
 $(BIN)/netmigrated: $(call objs,$(NMD_SRCS)) $(NM_LIB) $(COMMON_LIB)
 LIBS_netmigrated = $(call pc_libs,libmnl $(COMMON_PKGS))
 

@@ -1,7 +1,8 @@
 /*
  * nmd.h: netmigrated, the per-host agent. One env struct (struct nmd) holds
  * every piece of mutable state; the files split by role:
- *   nmd.c          configuration, start-up, the lease and self-fencing
+ *   nmd.c          start-up, reloads, the lease and self-fencing
+ *   nmd_conf.c     the configuration file (pure: no loop, no Redis)
  *   nmd_orders.c   the order stream, order execution, announcement bursts
  *   nmd_metrics.c  host metrics (CPU, memory, NIC byte rates)
  * Everything runs on one libevent loop; nothing on it blocks (Redis through
@@ -105,6 +106,14 @@ struct nmd {
 
 	int stopping;
 };
+
+/* nmd_conf.c */
+/* Fill c with the defaults, then load and validate path into it: 0, or -1
+ * with "path:line: message" (or "path: [section] ...") in err. Never logs;
+ * on failure c is partly filled, so load into a scratch struct. */
+int nmd_conf_load(const char *path, struct nmd_conf *c, char *err, size_t errlen);
+/* The announcement schedule c describes. */
+struct nm_sched nmd_conf_sched(const struct nmd_conf *c);
 
 /* nmd_orders.c */
 void nmd_orders_start(struct nmd *env);

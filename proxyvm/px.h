@@ -197,6 +197,9 @@ int px_auth_set_redis(struct px_auth *a, const char *const *names,
     const char *const *hashes, size_t n);
 /* Users known (config + Redis). */
 size_t px_auth_count(const struct px_auth *a);
+/* Password checks handed to the worker whose verdict is not filed yet
+ * (waiting or in crypt; a cancelled one counts until it is done). */
+unsigned px_auth_queued(const struct px_auth *a);
 /*
  * Check user/pass for a client at address client (its IP, the rate-limit
  * key). Never blocks. PX_AUTH_OK: *usage is a slot already counted against

@@ -477,6 +477,12 @@ px_auth_count(const struct px_auth *a)
 	return a->nconf + a->nredis;
 }
 
+unsigned
+px_auth_queued(const struct px_auth *a)
+{
+	return a->queued;
+}
+
 static unsigned
 px_name_hash(const char *s)
 {

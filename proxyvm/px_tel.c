@@ -193,4 +193,12 @@ px_tel_prom(const struct px_env *env, struct evbuffer *out)
 	evbuffer_add_printf(out, "# HELP proxyvmd_redis_up Telemetry link to Redis is up.\n"
 	    "# TYPE proxyvmd_redis_up gauge\nproxyvmd_redis_up{vm=\"%s\"} %d\n",
 	    env->conf->vm, env->redis && rlink_is_up(env->redis));
+	evbuffer_add_printf(out, "# HELP proxyvmd_auth_checks_queued Password checks waiting for "
+	    "or in crypt(3) on the worker.\n# TYPE proxyvmd_auth_checks_queued gauge\n"
+	    "proxyvmd_auth_checks_queued{vm=\"%s\"} %u\n", env->conf->vm, px_auth_queued(env->auth));
+	/* Every failed retry of an outage, though the log has one line for it. */
+	evbuffer_add_printf(out, "# HELP proxyvmd_redis_connect_failures_total Failed Redis "
+	    "connection attempts.\n# TYPE proxyvmd_redis_connect_failures_total counter\n"
+	    "proxyvmd_redis_connect_failures_total{vm=\"%s\"} %lu\n", env->conf->vm,
+	    env->redis ? rlink_failures(env->redis) : 0UL);
 }

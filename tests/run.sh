@@ -5,7 +5,9 @@
 # prints one closing line "N passed, N failed, N skipped" counted over the
 # TAP results. Exit status 1 when anything failed.
 #
-# usage: run.sh LOGDIR TEST... (a TEST is an executable or a .sh script)
+# usage: run.sh LOGDIR TEST... (a TEST is an executable, a .sh script, or
+#        a fuzz target build/fuzz/fuzz_*, run by tests/fuzz/run.sh for
+#        FUZZ_TEST_SECONDS, default 20)
 # env:   T=REGEX runs only the tests whose name matches; TEST_TIMEOUT seconds.
 set -u
 logdir=$1; shift
@@ -21,6 +23,11 @@ for t in "$@"; do
 	start=$(date +%s%N)
 	if [[ $t == *.sh ]]; then
 		timeout -k 10 "$timeout_s" bash "$t" >"$log" 2>&1; rc=$?
+	elif [[ $t == */fuzz/fuzz_* ]]; then
+		# A libFuzzer target (build/fuzz/fuzz_*): tests/fuzz/run.sh runs it
+		# for FUZZ_TEST_SECONDS over a scratch corpus in $logdir, TAP out.
+		timeout -k 10 "$timeout_s" bash "$(dirname "$0")/fuzz/run.sh" "$t" "$logdir" \
+			>"$log" 2>&1; rc=$?
 	else
 		CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 "$timeout_s" "$t" >"$log" 2>&1; rc=$?
 	fi
@@ -45,6 +52,8 @@ for t in "$@"; do
 		tail -n 15 "$log" | grep -avE '^(ok|not ok|#)' | sed 's/^/    | /'
 	else
 		printf 'ok   %-28s %4d passed %3d skipped %6d ms\n' "$name" "$p" "$s" "$ms"
+		# A fuzz target's one result line says how many inputs it ran.
+		[[ $t == */fuzz/fuzz_* ]] && grep -a -m1 '^ok 1 - ' "$log" | sed 's/^ok 1 - /     /'
 	fi
 done
 

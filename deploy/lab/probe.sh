@@ -12,7 +12,8 @@
 #
 # usage: probe.sh URL STOPFILE [INTERVAL_MS=20] [MAXSEC=120]
 # env:   PF_PROBE_MODE=serial (default) | grid, see main()
-#        PF_PROBE_LOG=FILE keeps every probe ("START_US ok|fail") in FILE
+#        PF_PROBE_LOG=FILE keeps every probe ("START_US ok|fail") in FILE,
+#        written as each ends and sorted at the end
 set -euo pipefail
 
 [ $# -ge 2 ] || { echo "usage: probe.sh URL STOPFILE [INTERVAL_MS] [MAXSEC]" >&2; exit 2; }
@@ -33,8 +34,15 @@ main() {
 	local t next end step s fd
 	# A never-written pipe: `read -t` on it is a sleep without a fork.
 	exec {fd}<> <(:)
-	results=$(mktemp /tmp/pf-probe.XXXXXX)
-	trap 'rm -f "$results"' EXIT
+	# With PF_PROBE_LOG the results go there as they come (a test waits on
+	# them), then sorted at the end.
+	if [ -n "${PF_PROBE_LOG:-}" ]; then
+		results=$PF_PROBE_LOG
+		: >"$results"
+	else
+		results=$(mktemp /tmp/pf-probe.XXXXXX)
+		trap 'rm -f "$results"' EXIT
+	fi
 	step=$((interval * 1000))
 	end=$((SECONDS + maxsec))
 	next=${EPOCHREALTIME/[.,]/}
@@ -56,7 +64,9 @@ main() {
 		[ "$next" -lt "$t" ] && next=$((t + step))
 	done
 	wait
-	[ -n "${PF_PROBE_LOG:-}" ] && sort -n "$results" >"$PF_PROBE_LOG"
+	if [ -n "${PF_PROBE_LOG:-}" ]; then
+		sort -n "$results" -o "$results"
+	fi
 	sort -n "$results" | awk '
 		{ n++ }
 		$2 == "ok" { ok++; if (last && $1 - last > gap) gap = $1 - last; last = $1 }

@@ -118,6 +118,7 @@ bench_build(struct bench *b, const struct bench_scn *s)
 
 		b->m.hosts[h].connected = 1;
 		b->m.hosts[h].lease_ok = 1;
+		b->m.hosts[h].lease_read = 1;
 		for (int k = 1; k <= BENCH_PER_HOST; k++) {
 			char name[CTL_NAME_MAX];
 			struct ctl_vm *vm;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# install-deps.sh: what `make fuzz` needs on Debian 12, installed on demand.
+# install-deps.sh: what the fuzz targets need on Debian 12, installed on
+# demand; `make test` (after deploy/install-deps.sh) and `make fuzz` call it.
 #
 # libFuzzer comes with clang, but Debian splits its runtime
 # (libclang_rt.fuzzer-x86_64.a) into libclang-rt-14-dev, which clang only
 # recommends: with --no-install-recommends, or on a machine that has clang
 # from elsewhere, `clang -fsanitize=fuzzer` fails at link time. The pair is
-# ~150 MB (clang pulls LLVM), too much for deploy/install-deps.sh, which
-# every `make test` runs; so only `make fuzz` calls this. It first tries to
-# link a one-line fuzz target: when that works nothing is installed.
+# ~150 MB (clang pulls LLVM), which `make demo` does not need, so it stays
+# out of deploy/install-deps.sh. This first tries to link a one-line fuzz
+# target: when that works nothing is installed (and apt is not asked).
 set -euo pipefail
 
 PKGS=(clang libclang-rt-14-dev)

@@ -75,6 +75,28 @@ t_wait() {
 	done
 }
 
+# t_api_true URL PYEXPR [ARG...]: GET URL from fleetd (bearer $TOKEN, else
+# $FLEETCTL_TOKEN) and exit 0 when the Python expression PYEXPR is true of
+# the parsed answer `j` (the ARGs are sys.argv[2:]). Made for t_wait: a check that follows a write waits
+# until fleetd shows the write, not for a guessed time, e.g.
+#   t_wait 10 t_api_true $API/v1/hosts 'all(h["lease_read"] for h in j)'
+t_api_true() {
+	curl -s --max-time 2 -H "Authorization: Bearer ${TOKEN:-${FLEETCTL_TOKEN:-}}" "$1" |
+		python3 -c 'import json, sys
+j = json.load(sys.stdin)
+sys.exit(0 if eval(sys.argv[1]) else 1)' "${@:2}" 2>/dev/null
+}
+
+# Predicates for t_wait on a client probe's live log (pfprobe -l, or
+# probe.sh with PF_PROBE_LOG; one "START_US ok|fail ..." line per probe as
+# it ends). t_probe_through LOG: a probe got through. t_probe_back LOG [N]:
+# the last N (5) probes that ended all got through.
+t_probe_through() { grep -q ' ok' "$1" 2>/dev/null; }
+t_probe_back() {
+	local n=${2:-5}
+	[ "$(tail -n "$n" "$1" 2>/dev/null | grep -c ' ok')" -eq "$n" ]
+}
+
 t_need_root() {
 	if [ "$(id -u)" -ne 0 ]; then
 		t_skip "$(basename "$0")" "needs root"

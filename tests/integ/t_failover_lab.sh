@@ -58,10 +58,13 @@ probe_start() {
 	ip netns exec pf-client "$PF_BIN/pfprobe" -s 120 -l "$T_TMP/probe-$1.log" $PIP 3128 \
 		"$PF_ORIGIN_URL" >"$T_TMP/probe-$1.out" 2>&1 &
 	PROBE=$!
-	sleep 2
+	t_wait 30 t_probe_through "$T_TMP/probe-$1.log" ||
+		t_fail "client probes get through before the drill ($1)"
 }
+# The probe runs until the client has been served again for a while (the
+# last 25 probes, 0.5 s, got through), then its line is read.
 probe_stop() {
-	sleep 2
+	t_wait 30 t_probe_back "$T_TMP/probe-$1.log" 25
 	kill -TERM $PROBE
 	wait $PROBE
 	PROBE_LINE=$(cat "$T_TMP/probe-$1.out")

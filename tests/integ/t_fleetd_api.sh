@@ -21,6 +21,18 @@ call() { # METHOD PATH [BODY] -> "CODE BODY"
 		${3:+-d "$3"} "$API$2"; echo " $(cat "$T_TMP/body")"
 }
 
+# leases_seen API HOST...: fleetd has polled every host's agent lease since
+# it started, and finds the named ones live.
+leases_seen() {
+	local api=$1; shift
+	t_api_true "$api/v1/hosts" "all(h['lease_read'] for h in j) and all(h['lease'] for h in j if h['name'] in sys.argv[2:])" "$@"
+}
+# tel_seen API VM...: fleetd has read a telemetry sample of each VM.
+tel_seen() {
+	local api=$1; shift
+	t_api_true "$api/v1/vms" "all(v['telemetry_age_ms'] >= 0 for v in j if v['name'] in sys.argv[2:])" "$@"
+}
+
 node_xml() { # NAME VM IP MAC
 	cat <<X
 <node><domain type='test'><name>$2</name><memory>131072</memory><vcpu>1</vcpu>
@@ -111,7 +123,7 @@ t_match "both hosts connected over libvirt" '"name":"eu-1".*"libvirt":true.*"nam
 # Two samples one second apart (by the writer's clock), each read by a tick.
 now=$(($(date +%s%N) / 1000000))
 R HSET pf:vm:px-a:tel ts_ms $((now - 1000)) boot_ms 1 bytes_up 0 bytes_down 0 requests 0 conns_total 0 conns_active 1 >/dev/null
-sleep 0.6
+t_wait 5 tel_seen $API px-a || t_fail "telemetry: the first sample is read" "$(FC --json vms)"
 R HSET pf:vm:px-a:tel ts_ms $now bytes_up 1000000 bytes_down 3000000 requests 50 conns_total 5 >/dev/null
 vm_field() { FC --json vms | tr -d ' \n\t' | grep -o "\"$1\":[^,}]*" | head -n1 | cut -d: -f2; }
 t_wait 3 sh -c "[ \"\$(FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json vms | tr -d ' \n\t' | grep -o '\"bps_down\":[0-9.e+]*' | cut -d: -f2)\" = 3000000 ]" ||
@@ -124,12 +136,12 @@ t_wait 5 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json vms |
 t_match "status table shows the VM as stale" 'px-a +eu-1 +running .*STALE' "$(FC status)"
 
 # --- pre-checks and a migration whose agent never answers ---
+t_wait 5 leases_seen $API || t_fail "fleetd has polled the leases" "$(FC --json hosts)"
 t_match "no lease on the destination: refused (409)" '^409 .*eu-2 has no live agent lease' \
 	"$(call POST /v1/migrations '{"vm":"px-a","to":"eu-2"}')"
 t_match "same host: refused" '^409 .*already runs on eu-1' "$(call POST /v1/migrations '{"vm":"px-a","to":"eu-1"}')"
 R SET pf:host:eu-2:lease test PX 60000 >/dev/null
-t_wait 3 sh -c "FLEETCTL_TOKEN=$TOKEN '$PF_BIN/fleetctl' --api $API --json hosts | tr -d ' \n\t' | grep -q '\"name\":\"eu-2\".*\"lease\":true'" ||
-	t_fail "lease seen by fleetd"
+t_wait 5 leases_seen $API eu-2 || t_fail "lease seen by fleetd" "$(FC --json hosts)"
 out=$(FC migrate px-a --to eu-2 2>&1); rc=$?
 t_eq "fleetctl migrate: exit 1 when the migration fails" 1 "$rc"
 t_match "fleetctl migrate: one-line reason" 'migration 1 failed: prepare on eu-2 failed: no ack from agent eu-2 in 3000 ms' "$(echo "$out" | tail -n1)"
@@ -165,7 +177,7 @@ t_match "metrics: histogram count" 'fleetd_migration_downtime_seconds_count 0' "
 
 # --- Redis restart: fleetd keeps serving and reconnects ---
 kill "$(cat "$T_TMP/redis-$RPORT/pid")"
-sleep 1
+t_wait 10 grep -q 'redis down' "$T_TMP/fleetd.log" || t_fail "Redis down: fleetd notices" "$(tail -n 5 "$T_TMP/fleetd.log")"
 t_check "Redis down: API still answers" curl -sf -H "Authorization: Bearer $TOKEN" $API/v1/hosts
 t_match "Redis down: one log line" 'redis down' "$(grep -c 'redis down' "$T_TMP/fleetd.log") $(grep 'redis down' "$T_TMP/fleetd.log" | head -n1)"
 redis-server --port $RPORT --bind 127.0.0.1 --dir "$T_TMP/redis-$RPORT" --save '' --daemonize yes \
@@ -266,12 +278,14 @@ t_wait 10 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $PAPI/v1/vms | grep -
 	t_fail "plan fleetd lists the three VMs" "$(tail -n 3 "$T_TMP/fleetd-plan.log")"
 R SET pf:host:p-2:lease test PX 600000 >/dev/null
 R SET pf:host:p-3:lease test PX 600000 >/dev/null
+t_wait 5 leases_seen $PAPI p-2 p-3 || t_fail "plan fleetd sees the leases" "$(PFC --json hosts)"
 # p-1 at 90% of its 10 MB/s NIC: 4.5 + 3 + 1.5 MB/s, two samples a second apart.
 now=$(($(date +%s%N) / 1000000))
 for v in px-big px-mid px-small; do
 	R HSET pf:vm:$v:tel ts_ms $((now - 1000)) boot_ms 1 bytes_up 0 bytes_down 0 requests 0 conns_total 0 >/dev/null
 done
-sleep 0.5
+# The rate needs two samples: the second is written once fleetd has the first.
+t_wait 5 tel_seen $PAPI px-big px-mid px-small || t_fail "plan fleetd reads the first samples" "$(PFC --json vms)"
 R HSET pf:vm:px-big:tel ts_ms $now bytes_up 500000 bytes_down 4000000 >/dev/null
 R HSET pf:vm:px-mid:tel ts_ms $now bytes_up 500000 bytes_down 2500000 >/dev/null
 R HSET pf:vm:px-small:tel ts_ms $now bytes_up 500000 bytes_down 1000000 >/dev/null
@@ -369,6 +383,9 @@ geo_start() {
 	t_defer "kill -9 $GPID"
 	t_wait 10 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $GAPI/v1/vms | grep -q px-gsb" ||
 		t_fail "geo fleetd lists the four VMs" "$(tail -n 3 "$T_TMP/fleetd-geo.log")"
+	# Its plan judges destinations by their leases: wait until it has them.
+	t_wait 5 leases_seen $GAPI g-eu-2 g-us-1 ||
+		t_fail "geo fleetd sees the agents' leases" "$(GFC --json hosts)"
 }
 R DEL pf:ctl:geo:targets >/dev/null
 R SET pf:host:g-eu-2:lease test PX 600000 >/dev/null
@@ -485,16 +502,20 @@ t_match "geo on: journaled with its reason" \
 	'geo move id=1 vm=px-g1 from=g-eu-1 to=g-us-1 reason="region us has 0 of target 2 VMs; eu has 3 VMs, no target"' "$(GFC events)"
 t_match "geo on: a policy migration whose reason says geo" '"reason":"geo: region us has 0 of target 2 VMs; eu has 3 VMs' \
 	"$(gcall GET /v1/migrations/1)"
-sleep 1
-t_eq "geo on: while it is in flight, no second one starts" 1 "$(gcall GET /v1/migrations | grep -o '"id":' | wc -l)"
-t_match "GET /v1/regions: one geo move in flight, counted in us" '"in_flight":1,.*"name":"us","edge":"edge","hosts":\["g-us-1"\],"vms":1,' \
-	"$(gcall GET /v1/regions)"
+t_wait 5 t_api_true $GAPI/v1/regions "j['in_flight'] == 1 and any(r['name'] == 'us' and r['vms'] == 1 for r in j['regions'])" &&
+	t_ok "GET /v1/regions: one geo move in flight, counted in us" ||
+	t_fail "GET /v1/regions: one geo move in flight, counted in us" "$(gcall GET /v1/regions)"
 # No agent answers the prepare: it fails after 3 s, px-g1 cools down, and
 # the next tick moves the next cheapest.
 t_wait 8 sh -c "curl -s -H 'Authorization: Bearer $TOKEN' $GAPI/v1/migrations/2 | grep -q '\"vm\":\"px-g2\".*\"reason\":\"geo: '" &&
 	t_ok "geo on: the next move starts once the first has ended" ||
 	t_fail "geo on: the next move starts once the first has ended" "$(gcall GET /v1/migrations)"
 t_match "geo on: the first ended failed (no agent)" '"phase":"failed"' "$(gcall GET /v1/migrations/1)"
+# At most one at a time, whatever the machine's speed: the second started
+# only once the first had ended (both times from one answer).
+t_api_true $GAPI/v1/migrations "(m1 := next(m for m in j if m['id'] == 1))['phase'] == 'failed' and all(m['started_ms'] >= m1['started_ms'] + m1['elapsed_ms'] - 1 for m in j if m['id'] != 1)" &&
+	t_ok "geo on: while the first was in flight, no second one started" ||
+	t_fail "geo on: while the first was in flight, no second one started" "$(gcall GET /v1/migrations)"
 kill -TERM $GPID
 rc=0; wait $GPID || rc=$?
 t_eq "geo fleetd: clean exit with a move in flight" 0 "$rc"

@@ -19,7 +19,14 @@ t_need_root
 VM="bash $T_ROOT/deploy/lab/vm.sh"
 STATE_DIR=/run/proxyfleet-lab
 FC="$PF_BIN/fleetctl"
-GAP_LIMIT_MS=50
+# The client's outage beyond libvirt's downtime says whether the handover
+# waits on anything slow (an announcement held back until a verify or the
+# telemetry, say, costs seconds). On a quiet machine it is 0-30 ms and the
+# test prints it; but a TCG guest starved of CPU answers late after its
+# resume (seen: 244 ms with a fuzzer on the other core), so a tight bound
+# here would measure the machine's load, not the code. The figure itself is
+# reported by the demo and docs/lab.md.
+GAP_LIMIT_MS=1000
 
 in_client() { ip netns exec pf-client "$@"; }
 uri() { echo "qemu+tcp://$1/system"; }
@@ -53,13 +60,14 @@ move() {
 	ip netns exec pf-client "$PF_BIN/pfprobe" -s 60 -l "$T_TMP/probe-$id.log" "$ip" 3128 \
 		"$PF_ORIGIN_URL" >"$T_TMP/probe-$id.out" 2>&1 &
 	local ppid=$!
-	sleep 1
+	t_wait 30 t_probe_through "$T_TMP/probe-$id.log" || t_fail "client probes get through before the move ($vm)"
 	if out=$("$FC" migrate "$vm" --to "$dest" 2>&1); then
 		t_ok "fleetctl migrate $vm --to $dest"
 	else
 		t_fail "fleetctl migrate $vm --to $dest" "$(echo "$out" | tail -n 3)"
 	fi
-	sleep 1
+	# Until the client has been served again for a while (25 probes, 0.5 s).
+	t_wait 30 t_probe_back "$T_TMP/probe-$id.log" 25
 	kill -TERM $ppid
 	wait $ppid
 	probe=$(cat "$T_TMP/probe-$id.out")
@@ -92,8 +100,17 @@ t_eq "edge /32 withdrawn once home" "" "$(ip -n pf-edge route show $AIP)"
 t_eq "us-1 route withdrawn" "" "$(ip -n pf-us-1 route show $AIP)"
 
 # 4. drain eu-1 (A and B on it)
-out=$("$FC" drain eu-1 --wait 2>&1)
-t_match "drain eu-1 --wait ends in maintenance" 'eu-1: drained, in maintenance' "$out"
+# Bounded: a drain that stalls fails here with what blocks it, not at the
+# runner's timeout with nothing to read.
+out=$(timeout 180 "$FC" drain eu-1 --wait 2>&1); rc=$?
+if [[ $out == *'eu-1: drained, in maintenance'* ]]; then
+	t_ok "drain eu-1 --wait ends in maintenance"
+else
+	t_fail "drain eu-1 --wait ends in maintenance" "exit $rc: $(echo "$out" | tail -n 5)" \
+		"$(timeout 10 "$FC" hosts 2>&1)" "$(timeout 10 "$FC" vms 2>&1)" \
+		"$(timeout 10 "$FC" migrations 2>&1 | tail -n 5)" "$(timeout 10 "$FC" events 2>&1 | tail -n 15)" \
+		"$(tail -n 30 $STATE_DIR/fleetd/fleetd.log $STATE_DIR/fleetd-b/fleetd.log 2>&1)"
+fi
 t_eq "eu-1 runs no VM after the drain" "" "$(running_on "$EU1")"
 t_eq "both VMs stay in the region (eu-2)" "$A,$B" "$(running_on "$EU2" | tr ',' '\n' | grep -E "^($A|$B)$" | sort | paste -sd, -)"
 t_check "$A serves after the drain" serves $AIP

@@ -58,15 +58,16 @@ fi
 stop="$T_TMP/probe.stop"
 # Serial probe (a client with one connection at a time, curl --max-time 0.5
 # every 20 ms), as in LAB-NOTES; PF_PROBE_MODE=grid is the stricter variant.
-PF_PROBE_MODE=${PF_PROBE_MODE:-serial} \
+PF_PROBE_MODE=${PF_PROBE_MODE:-serial} PF_PROBE_LOG=$T_TMP/probe.log \
 	in_client bash "$T_ROOT/deploy/lab/probe.sh" "$URL" "$stop" 20 60 >"$T_TMP/probe.out" 2>&1 &
 probe_pid=$!
 t_defer "touch $stop; kill $probe_pid"
-sleep 1
+t_wait 30 t_probe_through "$T_TMP/probe.log" || t_fail "client probes get through before the move"
 t0=$(date +%s%N)
 t_check "live migration eu-1 -> eu-2" $VM migrate eu-1 eu-2 $VMID
 mig_ms=$((($(date +%s%N) - t0) / 1000000))
-sleep 1
+# Until the client has been served again for a while (25 requests).
+t_wait 30 t_probe_back "$T_TMP/probe.log" 25
 touch "$stop"
 wait "$probe_pid" || true
 probe=$(cat "$T_TMP/probe.out")

@@ -82,7 +82,6 @@ t_wait 30 sh -c "[ \"\$(curl -s -H 'Authorization: Bearer $FLEETCTL_TOKEN' ${API
 # Slow the copy down so the job outlives the takeover: the new leader must
 # find it in libvirt and wait for it.
 timeout 5 virsh -c "${URI[eu-1]}" migrate-setspeed $V 8 >/dev/null 2>&1 || t_diag "migrate-setspeed refused"
-sleep 0.3
 t_eq "still copying when the leader dies" migrating "$(phase)"
 LPID=$(lab_pid $LEAD)
 t0=$(now_ms)

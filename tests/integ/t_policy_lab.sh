@@ -64,7 +64,8 @@ t_match "the move is journaled with its reason" "policy +move .*from=eu-1 .*reas
 t_wait 30 sh -c "FLEETCTL_API=$FLEETCTL_API FLEETCTL_TOKEN=$FLEETCTL_TOKEN '$FC' migrations | awk 'NR > 1 && \$5 ~ /prepare|migrating|cutover|verify/' | grep -q . && exit 1 || exit 0" ||
 	t_fail "the policy migration finishes"
 t_match "it completed" ' done ' "$("$FC" migrations | sed -n 2p)"
-# Then the fleet must stay still: keep the load on and watch.
+# Then the fleet must stay still: keep the load on and watch (a negative
+# check: four rebalancing windows of 3 s pass on purpose).
 sleep 12
 t_eq "exactly one move (the plan's lower bound)" $((moves0 + 1)) "$(policy_moves)"
 plan=$("$FC" plan)
@@ -96,7 +97,10 @@ t_match "the geo move's proxy now runs on us-1" "(^| )$moved( |$)" "$(on_host us
 case $moved in $A) mip=$AIP ;; $B) mip=$BIP ;; *) mip=$CIP ;; esac
 t_match "the edge routes its IP to us-1" "$mip via 10.77.2.11" "$(ip -n pf-edge route show "$mip")"
 t_wait 10 serves "$mip" && t_ok "$mip serves from us-1" || t_fail "$mip serves from us-1"
-sleep 3
+# The policy starts what the plan says: once the regions' plan has nothing
+# left for us (at its target, no move), no second geo move can start.
+t_wait 10 t_api_true "$FLEETCTL_API/v1/regions" "j['in_flight'] == 0 and any(r['name'] == 'us' and r['vms'] == int(sys.argv[2]) and r['moves_in'] == 0 for r in j['regions'])" "$want" ||
+	t_fail "the regions' plan: us at its target, nothing to move" "$("$FC" regions)"
 t_eq "one geo move, no more (the target is met)" $((g0 + 1)) "$(geo_moves)"
 t_match "fleetctl regions: us at its target" "^us +1 +$want +$want " "$("$FC" regions)"
 t_done

@@ -68,8 +68,8 @@ PXPID=$!
 t_defer "kill -9 $PXPID"
 admin() { in_ns curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$@"; }
 anon() { in_ns curl -s --max-time 5 "$@"; }
-t_wait 5 admin -f http://127.0.0.1:9180/healthz || t_fail "proxyvmd starts in $NS" "$(cat "$D/px.log")"
-t_wait 5 in_ns python3 -c "import socket; socket.create_connection(('$BACK', 8080))"
+t_wait 15 admin -f http://127.0.0.1:9180/healthz || t_fail "proxyvmd starts in $NS" "$(cat "$D/px.log")"
+t_wait 15 in_ns python3 -c "import socket; socket.create_connection(('$BACK', 8080))"
 
 addrs() { in_ns ip -o addr show dev pxsvc0 | awk '$3 != "inet6" || $4 !~ /^fe80/ {print $4}' | sort | tr '\n' ' '; }
 via() {	# via PROXY-IP: what the origin saw, through the listener on PROXY-IP
@@ -121,7 +121,8 @@ in_ns ip link set pxgone0 name pxsvc0
 
 # --- clean exit ---------------------------------------------------------------------
 kill -TERM $PXPID
-for _ in $(seq 100); do kill -0 $PXPID 2>/dev/null || break; sleep 0.1; done
+gone() { ! kill -0 "$1" 2>/dev/null; }
+t_wait 30 gone $PXPID || { t_fail "SIGTERM: gone within 30 s (drain_timeout 10 s)"; kill -9 $PXPID; }
 wait $PXPID; rc=$?
 t_eq "SIGTERM: exit 0" 0 "$rc"
 t_no_sanitizer_report "no sanitizer reports" "$D/px.log"

@@ -46,11 +46,21 @@ EOF2
 PXPID=$!
 t_defer "kill -9 $PXPID"
 up() { python3 -c "import socket; socket.create_connection(('127.0.0.1', $1))"; }
-t_wait 5 up "$P_OPEN" || t_fail "proxyvmd starts" "$(cat "$D/px.log")"
-t_wait 5 up "$P_BACK"
+t_wait 15 up "$P_OPEN" || t_fail "proxyvmd starts" "$(cat "$D/px.log")"
+t_wait 15 up "$P_BACK"
 tel() { redis-cli -p "$P_REDIS" hget pf:vm:t-socks:tel "$1"; }
 alive() { [ -n "$(redis-cli -p "$P_REDIS" get pf:vm:t-socks:alive)" ]; }
-t_wait 5 alive
+t_wait 15 alive || t_fail "telemetry reaches Redis" "$(cat "$D/px.log")"
+# tel_fresh: wait for the first telemetry write stamped (ts_ms) after this
+# call. proxyvmd writes its counters once a second (a tick of its loop) and
+# counts each request, refusal and byte in the loop turn that answers or
+# moves it, so that write holds everything the clients that already ended
+# were counted for.
+tel_after() { [ "$(tel ts_ms)" -gt "$1" ] 2>/dev/null; }
+tel_fresh() {
+	local now; now=$(date +%s%3N)
+	t_wait 15 tel_after "$now" || t_fail "a telemetry write after $now" "ts_ms=$(tel ts_ms)"
+}
 req0=$(tel requests) down0=$(tel bytes_down)
 
 C="-sS --max-time 20"
@@ -99,7 +109,7 @@ t_eq "still serving after garbage" hello-socks "$(curl $C --socks5 "127.0.0.1:$P
 
 # Per-user connection limit: ali may hold 2.
 python3 - "$P_AUTH" "$P_BACK" >"$D/limit.out" <<'PY' &
-import socket, sys, time
+import socket, sys
 def conn():
     s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
     s.sendall(b"\x05\x01\x02"); s.recv(2)
@@ -107,42 +117,51 @@ def conn():
     return s, a
 held = [conn() for _ in range(3)]
 print(" ".join(a.hex() for _, a in held), flush=True)
-time.sleep(3)
 PY
 lim=$!
-t_wait 5 test -s "$D/limit.out"
+t_wait 15 test -s "$D/limit.out"
 t_eq "third connection of a user over max_conns refused" "0100 0100 0101" "$(cat "$D/limit.out")"
 wait $lim
 
 # Idle tunnels: RSS per tunnel.
 rss() { awk '/VmRSS/ {print $2}' /proc/$PXPID/status; }
 r0=$(rss)
-python3 - "$P_OPEN" "$P_BACK" >"$D/idle.out" <<'PY' &
+# Their upstream is a socket that listens with room for all 200 and never
+# accepts: the kernel completes each handshake. (http.server's backlog of 5
+# dropped SYNs when it accepted too slowly: a 1 s retransmit every few
+# tunnels, 15 to 30 s for the 200.)
+python3 - "$P_OPEN" >"$D/idle.out" <<'PY' &
 import socket, sys, time
-socks = []
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(256)
+port = ls.getsockname()[1]
+socks, ok = [], 0
 for _ in range(200):
     s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
     s.sendall(b"\x05\x01\x00"); s.recv(2)
-    s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + int(sys.argv[2]).to_bytes(2, "big"))
-    s.recv(10); socks.append(s)
-print("up", flush=True)
-time.sleep(4)
+    s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+    ok += s.recv(10)[1:2] == b"\x00"; socks.append(s)
+print("up", ok, flush=True)
+time.sleep(600)	# held until the test has measured and kills it
 PY
 idle=$!
-t_wait 10 grep -q up "$D/idle.out"
+t_defer "kill $idle"
+t_wait 30 grep -q up "$D/idle.out" || t_fail "200 idle tunnels open" "$(cat "$D/idle.out")"
+t_eq "200 idle tunnels established (SOCKS reply 0)" "up 200" "$(cat "$D/idle.out")"
 r1=$(rss)
 per=$(( (r1 - r0) * 1024 / 200 ))
 t_diag "idle tunnels: rss ${r0} KiB -> ${r1} KiB for 200 tunnels: ${per} bytes each"
 if [ "${PF_SANITIZE:-}" = 1 ]; then t_skip "under 64 KiB per idle tunnel" "ASan build"; else t_le "under 64 KiB per idle tunnel" "$per" 65536; fi
-wait $idle
+kill $idle; wait $idle 2>/dev/null
 
-sleep 1.3
+tel_fresh
 t_le "requests counted (>= 8 connects)" 8 "$(( $(tel requests) - req0 ))"
 t_le "bytes_down counts the 32 MiB" $((32 << 20)) "$(( $(tel bytes_down) - down0 ))"
 t_le "auth_fail counted" 2 "$(tel auth_fail)"
 t_le "err_denied counted" 1 "$(tel err_denied)"
 
 kill -TERM $PXPID
+gone() { ! kill -0 "$1" 2>/dev/null; }
+t_wait 30 gone $PXPID || { t_fail "SIGTERM: gone within 30 s (drain_timeout 10 s)"; kill -9 $PXPID; }
 wait $PXPID; rc=$?
 t_eq "SIGTERM: exit 0" 0 "$rc"
 t_no_sanitizer_report "no sanitizer reports" "$D/px.log"

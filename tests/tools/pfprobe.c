@@ -13,7 +13,10 @@
  * of the next successful one (0 when nothing failed), which is the window in
  * which a new customer connection did not get through. max_gap_ms: the
  * longest span between the starts of two consecutive successful probes.
- * With -l FILE every probe is written as "START_US ok|fail LATENCY_US".
+ * With -l FILE every probe is written as "START_US ok|fail LATENCY_US": live,
+ * one flushed line as each probe ends (so a test can wait until the client
+ * gets through, rather than for a guessed time), then rewritten in start
+ * order at the end.
  *
  * usage: pfprobe [-i INTERVAL_MS] [-t TIMEOUT_MS] [-s SECONDS] [-l FILE]
  *                PROXY_IP PROXY_PORT URL
@@ -55,6 +58,7 @@ struct pp {
 	struct result *res;
 	size_t nres, cap;
 	int live;
+	FILE *lf;		/* -l: each result as it ends, or NULL */
 };
 
 static int64_t
@@ -82,6 +86,11 @@ probe_end(struct probe *p, int ok)
 	pp->res[pp->nres].start_us = p->start_us;
 	pp->res[pp->nres].latency_us = now_us() - p->start_us;
 	pp->res[pp->nres].ok = ok;
+	if (pp->lf) {
+		fprintf(pp->lf, "%lld %s %lld\n", (long long)p->start_us, ok ? "ok" : "fail",
+		    (long long)pp->res[pp->nres].latency_us);
+		fflush(pp->lf);
+	}
 	pp->nres++;
 	event_free(p->ev);
 	event_free(p->timeout);
@@ -222,6 +231,10 @@ usage:
 		pp.reqlen = (size_t)snprintf(pp.req, sizeof(pp.req),
 		    "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", url, host);
 	}
+	if (logf && !(pp.lf = fopen(logf, "w"))) {
+		perror(logf);
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	pp.base = event_base_new();
 	tick = event_new(pp.base, -1, EV_PERSIST, probe_start, &pp);
@@ -246,7 +259,7 @@ usage:
 		event_base_loop(pp.base, EVLOOP_ONCE);
 
 	qsort(pp.res, pp.nres, sizeof(*pp.res), cmp_start);
-	FILE *lf = logf ? fopen(logf, "w") : NULL;
+	FILE *lf = pp.lf ? freopen(logf, "w", pp.lf) : NULL;
 
 	for (size_t i = 0; i < pp.nres; i++) {
 		struct result *r = &pp.res[i];

@@ -79,6 +79,7 @@ fx_new(double nic, int neu, int nus, int nap)
 	for (int i = 0; i < n; i++) {
 		f->m.hosts[i].connected = 1;
 		f->m.hosts[i].lease_ok = 1;
+		f->m.hosts[i].lease_read = 1;
 	}
 	f->p.high = 0.80;
 	f->p.target = 0.70;

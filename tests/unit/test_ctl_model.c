@@ -80,6 +80,7 @@ model_setup(struct ctl_model *m, struct ctl_conf *c)
 	for (int i = 0; i < 3; i++) {
 		m->hosts[i].connected = 1;
 		m->hosts[i].lease_ok = 1;
+		m->hosts[i].lease_read = 1;
 	}
 }
 
@@ -160,6 +161,9 @@ test_precheck(void **state)
 	m.hosts[1].draining = 0;
 	m.hosts[1].lease_ok = 0;
 	EXPECT_REFUSED(a, 1, "no live agent lease");
+	m.hosts[1].lease_read = 0;	/* not polled yet: unknown, not expired */
+	EXPECT_REFUSED(a, 1, "destination eu-2: its agent lease is not read yet");
+	m.hosts[1].lease_read = 1;
 	m.hosts[1].lease_ok = 1;
 	m.hosts[1].connected = 0;
 	EXPECT_REFUSED(a, 1, "not reachable over libvirt");
