@@ -6,7 +6,7 @@
 # (libclang_rt.fuzzer-x86_64.a) into libclang-rt-14-dev, which clang only
 # recommends: with --no-install-recommends, or on a machine that has clang
 # from elsewhere, `clang -fsanitize=fuzzer` fails at link time. The pair is
-# ~150 MB (clang pulls LLVM), which `make demo` does not need, so it stays
+# ~260 MB installed (clang pulls LLVM), which `make demo` does not need, so it stays
 # out of deploy/install-deps.sh. This first tries to link a one-line fuzz
 # target: when that works nothing is installed (and apt is not asked).
 set -euo pipefail
