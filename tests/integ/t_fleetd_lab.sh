@@ -31,9 +31,18 @@ GAP_LIMIT_MS=1000
 in_client() { ip netns exec pf-client "$@"; }
 uri() { echo "qemu+tcp://$1/system"; }
 EU1=$(uri 10.77.1.11) EU2=$(uri 10.77.1.12) US1=$(uri 10.77.2.11)
+host_uri() { case $1 in eu-1) echo "$EU1" ;; eu-2) echo "$EU2" ;; us-1) echo "$US1" ;; esac; }
 running_on() { timeout 10 virsh -q -c "$1" list --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
 defined_on() { timeout 10 virsh -q -c "$1" list --all --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
 serves() { in_client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
+# mono_us: CLOCK_MONOTONIC in microseconds, pfprobe's clock for START_US.
+mono_us() { python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)'; }
+# fail_window LOG T0 T1: where the failed probes fall against the migrate
+# call (T0..T1), in ms from the call's start.
+fail_window() {
+	awk -v t0="$2" -v t1="$3" '$2 == "fail" { n++; if (!f) f = $1; l = $1 }
+		END { if (n) printf "%d failed probes from %+d to %+d ms of the migrate call (which took %d ms)", n, (f - t0) / 1000, (l - t0) / 1000, (t1 - t0) / 1000; else print "no failed probe" }' "$1"
+}
 mig_field() { "$FC" --json migrations | tr -d ' \n\t' | grep -o "{\"id\":$1,[^}]*}" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
 
 t_lab_up
@@ -61,11 +70,14 @@ move() {
 		"$PF_ORIGIN_URL" >"$T_TMP/probe-$id.out" 2>&1 &
 	local ppid=$!
 	t_wait 30 t_probe_through "$T_TMP/probe-$id.log" || t_fail "client probes get through before the move ($vm)"
+	local c0 c1 job
+	c0=$(mono_us)
 	if out=$("$FC" migrate "$vm" --to "$dest" 2>&1); then
 		t_ok "fleetctl migrate $vm --to $dest"
 	else
 		t_fail "fleetctl migrate $vm --to $dest" "$(echo "$out" | tail -n 3)"
 	fi
+	c1=$(mono_us)
 	# Until the client has been served again for a while (25 probes, 0.5 s).
 	t_wait 30 t_probe_back "$T_TMP/probe-$id.log" 25
 	kill -TERM $ppid
@@ -79,6 +91,16 @@ move() {
 	t_match "client probes recover after the move" 'ok=[1-9]' "ok=$(tail -n 5 "$T_TMP/probe-$id.log" | grep -c ' ok ')"
 	t_le "client outage beyond libvirt's downtime (ms, limit $GAP_LIMIT_MS)" \
 		$((${outage:-9999} - ${downtime:-0})) $GAP_LIMIT_MS
+	if [ $((${outage:-9999} - ${downtime:-0})) -gt $GAP_LIMIT_MS ]; then
+		# Was the guest slow (auto-converge's throttle before the pause, a
+		# guest starved after it) or the network late? The failures' place
+		# against the call, libvirt's own account, and fleetd's journal.
+		job=$(timeout 10 virsh -c "$(host_uri "$dest")" domjobinfo "$vm" --completed 2>&1 |
+			grep -E 'Time elapsed|downtime|Iteration|throttle|Dirty rate|Memory bandwidth' | paste -sd';' -)
+		t_diag "$(fail_window "$T_TMP/probe-$id.log" "$c0" "$c1")"
+		t_diag "libvirt's completed job on $dest: ${job:-none}"
+		t_diag "journal: $(timeout 10 "$FC" events | grep -E " id=$MIG_ID | vm=$vm " | tail -n 4 | paste -sd'|' -)"
+	fi
 }
 
 # 1. within the region
