@@ -64,7 +64,19 @@ probe_pid=$!
 t_defer "touch $stop; kill $probe_pid"
 t_wait 30 t_probe_through "$T_TMP/probe.log" || t_fail "client probes get through before the move"
 t0=$(date +%s%N)
-t_check "live migration eu-1 -> eu-2" $VM migrate eu-1 eu-2 $VMID
+if ! t_check "live migration eu-1 -> eu-2" $VM migrate eu-1 eu-2 $VMID ||
+	! running_on "$EU2" | grep -qx $VMID; then
+	# Seen once under ASan: "unable to connect to server at
+	# '10.77.1.12:49152': No route to host". What eu-1 knew of eu-2 then:
+	t_diag "eu-1 neigh 10.77.1.12: $(ip -n pf-eu-1 neigh show 10.77.1.12 2>&1)"
+	t_diag "eu-1 route get 10.77.1.12: $(ip -n pf-eu-1 route get 10.77.1.12 2>&1 | head -n1)"
+	t_diag "eu-1 ping eu-2: $(ip netns exec pf-eu-1 ping -c2 -W1 10.77.1.12 2>&1 | grep transmitted)"
+	t_diag "eu-2 ports: $(ip -n pf-eu-2 -br link show master br0 2>&1 | paste -sd';' -)"
+	t_diag "eu-1 ports: $(ip -n pf-eu-1 -br link show master br0 2>&1 | paste -sd';' -)"
+	for h in eu-1 eu-2; do
+		t_diag "agent $h: $(tail -n 6 $STATE_DIR/agents/$h/netmigrated.log 2>&1 | paste -sd'|' -)"
+	done
+fi
 mig_ms=$((($(date +%s%N) - t0) / 1000000))
 # Until the client has been served again for a while (25 requests).
 t_wait 30 t_probe_back "$T_TMP/probe.log" 25
