@@ -77,8 +77,9 @@ t_wait() {
 
 # t_api_true URL PYEXPR [ARG...]: GET URL from fleetd (bearer $TOKEN, else
 # $FLEETCTL_TOKEN) and exit 0 when the Python expression PYEXPR is true of
-# the parsed answer `j` (the ARGs are sys.argv[2:]). Made for t_wait: a check that follows a write waits
-# until fleetd shows the write, not for a guessed time, e.g.
+# the parsed answer `j` (the ARGs are sys.argv[2:]). Made for t_wait: a
+# check that follows a write waits until fleetd shows the write, not for a
+# guessed time, e.g.
 #   t_wait 10 t_api_true $API/v1/hosts 'all(h["lease_read"] for h in j)'
 t_api_true() {
 	curl -s --max-time 2 -H "Authorization: Bearer ${TOKEN:-${FLEETCTL_TOKEN:-}}" "$1" |
