@@ -27,9 +27,9 @@ FC="$PF_BIN/fleetctl"
 # 0-40 ms, but under TCG a migrating guest can stop answering a 0.5 s probe
 # for seconds (measured: 237 failed probes from 0.7 s into a 3.4 s copy,
 # well before the pause, to 2 s after the resume, under ASan with the other
-# core busy): dirty-page tracking and auto-converge's throttle slow a TCG
-# guest, a hardware-assisted one far less. Such a bound would measure the
-# machine, not the handover (docs/lab.md).
+# core busy), most likely because dirty-page tracking and auto-converge's
+# throttle slow a TCG guest, a hardware-assisted one far less. Such a bound
+# would measure the machine, not the handover (docs/lab.md).
 HANDOVER_LIMIT_MS=1000
 
 in_client() { ip netns exec pf-client "$@"; }
