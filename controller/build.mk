@@ -4,7 +4,8 @@ CTL_SRCS := controller/ctl_conf.c controller/ctl_model.c controller/ctl_post.c \
 	controller/ctl_order.c controller/ctl_mig.c controller/ctl_api.c controller/ctl_req.c \
 	controller/ctl_plan.c controller/ctl_geo.c controller/ctl_policy.c \
 	controller/ctl_region.c controller/ctl_keep.c controller/ctl_xml.c \
-	controller/ctl_standby.c controller/ctl_failover.c controller/ctl_leader.c controller/ctl_recon.c
+	controller/ctl_standby.c controller/ctl_failover.c controller/ctl_leader.c controller/ctl_recon.c \
+	controller/ctl_handover.c
 CTL_LIB := $(O)/lib/libpfctl.a
 
 $(CTL_LIB): $(call objs,$(CTL_SRCS))
@@ -23,6 +24,7 @@ $(eval $(call unit_test,ctl_plan,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis 
 $(eval $(call unit_test,ctl_xml,$(CTL_LIB) $(COMMON_LIB),libxml-2.0))
 $(eval $(call unit_test,ctl_geo,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))
 $(eval $(call unit_test,ctl_req,$(CTL_LIB) $(COMMON_LIB),libcjson))
+$(eval $(call unit_test,ctl_handover,$(CTL_LIB) $(COMMON_LIB),inih libevent hiredis libcjson))
 
 PROGS += $(BIN)/fleetctl
 $(BIN)/fleetctl: $(call objs,controller/fleetctl.c)

@@ -32,6 +32,7 @@
  * the hosts; nothing fails over then, and the journal says why.
  */
 #include "controller/fleetd.h"
+#include "controller/ctl_handover.h"
 #include "common/log.h"
 #include "common/rlink.h"
 #include "common/util.h"
@@ -216,34 +217,42 @@ ctl_fo_order(struct fleetd *env, struct ctl_fo *f, const char *agent, const char
 	return 0;
 }
 
+/* The handover plan with S promoted: S's host announces, the home edge
+ * routes the IPs to S's host while S is away from home (or stops routing
+ * them to the old host if that was away). What the plan cleans elsewhere
+ * the walk has done already: the fence phase (switchover), or the dead
+ * host's own fence. */
 static void
 ctl_fo_announce(struct fleetd *env, struct ctl_fo *f)
 {
 	struct ctl_vm *s = ctl_vm_find(&env->model, f->sb);
-	int home, to_region, from_region;
-	const char *edge;
+	struct ctl_ho_in in = { .at = f->to, .held = &f->from, .nheld = f->from >= 0 };
+	struct ctl_ho_plan plan;
 
 	if (!s) {
 		ctl_fo_end(env, f, FO_FAILED, "the standby vanished");
 		return;
 	}
 	f->phase = FO_ANNOUNCE;
-	if (ctl_fo_order(env, f, ctl_hname(env, f->to), "announce", s,
-	    env->model.hosts[f->to].conf->bridge, NULL, 1) < 0) {
-		ctl_fo_end(env, f, FO_FAILED, "cannot send the announcement (redis down)");
+	in.vm = in.promote = s;
+	if (ctl_ho_plan(&env->model, &in, &plan) == 0) {
+		ctl_fo_end(env, f, FO_FAILED, plan.why);
 		return;
 	}
-	/* The home edge routes the IPs to the standby's host while it is away
-	 * from home, and stops routing them to the old host if that was away. */
-	home = ctl_vm_home(env, s);
-	edge = ctl_edge_of_region(env, home);
-	to_region = env->model.hosts[f->to].region;
-	from_region = f->from >= 0 ? env->model.hosts[f->from].region : home;
-	if (edge && to_region != home)
-		ctl_fo_order(env, f, edge, "announce", s, NULL, env->model.hosts[f->to].conf->address, 0);
-	else if (edge && from_region != home)
-		ctl_fo_order(env, f, edge, "withdraw", s, NULL,
-		    env->model.hosts[f->from].conf->address, 0);
+	for (int i = 0; i < plan.n; i++) {
+		const struct ctl_ho_order *o = &plan.o[i];
+		struct ctl_ho_dest d;
+		int owner = o->part == HO_PART_OWNER;
+
+		if (o->part == HO_PART_CLEAN)
+			continue;
+		ctl_ho_dest(&env->model, &plan, o, &d);
+		if (ctl_fo_order(env, f, d.agent, ctl_ho_op_name(o->op), o->vm, d.dev, d.via,
+		    owner) < 0 && owner) {
+			ctl_fo_end(env, f, FO_FAILED, "cannot send the announcement (redis down)");
+			return;
+		}
+	}
 }
 
 static void
@@ -433,19 +442,6 @@ ctl_fo_begin(struct fleetd *env, struct ctl_vm *p, struct ctl_vm *s, int planned
 
 /* ----- dead hosts ----------------------------------------------------------- */
 
-/* Some running primary says it took over from vm. */
-static int
-ctl_fo_replaced(const struct fleetd *env, const struct ctl_vm *vm)
-{
-	for (int i = 0; i < env->model.nvms; i++) {
-		const struct ctl_vm *o = env->model.vms[i];
-
-		if (o != vm && o->meta.role == ROLE_PRIMARY && strcmp(o->meta.replaces, vm->name) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* Fail over every protected primary of host h (not yet replaced, not in a
  * promotion already). */
 static void
@@ -470,7 +466,7 @@ ctl_fo_host(struct fleetd *env, int h, int libvirt_alive, const char *why)
 		struct ctl_vm *p = env->model.vms[i], *s;
 
 		if (p->host != h || p->meta.role != ROLE_PRIMARY || !p->meta.protect || p->failover ||
-		    ctl_fo_replaced(env, p))
+		    ctl_ho_replaced(&env->model, p))
 			continue;
 		s = p->meta.peer[0] ? ctl_vm_find(&env->model, p->meta.peer) : NULL;
 		if (!s || s->host < 0 || s->host == h || !ctl_host_usable(env, s->host) || s->failover) {
@@ -496,7 +492,7 @@ ctl_fo_host_back(struct fleetd *env, int h)
 		struct ctl_vm *p = env->model.vms[i];
 
 		if (p->host != h || p->meta.role != ROLE_PRIMARY || !p->meta.protect || p->failover ||
-		    ctl_fo_replaced(env, p) || !p->mac[0])
+		    ctl_ho_replaced(&env->model, p) || !p->mac[0])
 			continue;
 		if (ctl_order_send(env, host->conf->name, "unfence", p, host->conf->bridge, NULL,
 		    CTL_FO_ORDER_MS, NULL, NULL) == 0)

@@ -27,6 +27,7 @@
  * no copy, no cutover and nothing to announce.
  */
 #include "controller/fleetd.h"
+#include "controller/ctl_handover.h"
 #include "controller/ctl_post.h"
 #include "controller/ctl_virt.h"
 #include "common/log.h"
@@ -116,27 +117,11 @@ ctl_mig_live(const struct ctl_mig *m)
 	return m->phase < MIG_DONE;
 }
 
-/* Same IPv4 /24 (the lab's and many providers' per-region prefix size). */
-static int
-ctl_ip_same_net(const char *ip, const char *addr)
-{
-	const char *a = strrchr(ip, '.'), *b = strrchr(addr, '.');
-
-	if (!a || !b || a - ip != b - addr || strchr(ip, ':'))
-		return 0;
-	return strncmp(ip, addr, (size_t)(a - ip)) == 0;
-}
-
 /* The region whose hosts share the VM's first IP's prefix: its home. */
 int
 ctl_vm_home(const struct fleetd *env, const struct ctl_vm *vm)
 {
-	if (vm->meta.nips == 0)
-		return -1;
-	for (int h = 0; h < env->model.nhosts; h++)
-		if (ctl_ip_same_net(vm->meta.ips[0], env->model.hosts[h].conf->address))
-			return env->model.hosts[h].region;
-	return -1;
+	return ctl_ho_home(&env->model, vm);
 }
 
 const char *
@@ -454,15 +439,16 @@ struct ctl_order_ctx {
 };
 
 static void ctl_mig_launch(struct ctl_mig *m);
-static int ctl_mig_order(struct ctl_mig *m, int host_or_edge, const char *agent, const char *op,
-    const char *via, int announce_dst, int prepare);
+static int ctl_mig_order(struct ctl_mig *m, const struct ctl_vm *vm, const char *agent,
+    const char *op, const char *dev, const char *via, int announce_dst, int prepare);
 
 /* Take back what a prepare installed at the destination. */
 static void
 ctl_mig_unprepare(struct ctl_mig *m)
 {
 	if (!m->offline)
-		ctl_mig_order(m, m->dst, ctl_hconf(m->env, m->dst)->name, "withdraw", NULL, 0, 0);
+		ctl_mig_order(m, NULL, ctl_hconf(m->env, m->dst)->name, "withdraw",
+		    ctl_hconf(m->env, m->dst)->bridge, NULL, 0, 0);
 }
 
 static void
@@ -504,18 +490,18 @@ ctl_mig_order_done(struct fleetd *env, void *arg, int ok, const char *error, int
 	free(c);
 }
 
-/* Order op for the VM's IPs to agent; host_or_edge is the host whose
- * bridge the order names, or -1 for an edge order. 0, or -1 (counted as a
+/* Order op for the IPs of vm (NULL: the migrating VM) to agent, naming
+ * bridge dev (host orders) or via (edge orders). 0, or -1 (counted as a
  * failed order) when it cannot be sent. */
 static int
-ctl_mig_order(struct ctl_mig *m, int host_or_edge, const char *agent, const char *op,
-    const char *via, int announce_dst, int prepare)
+ctl_mig_order(struct ctl_mig *m, const struct ctl_vm *vm, const char *agent, const char *op,
+    const char *dev, const char *via, int announce_dst, int prepare)
 {
 	struct fleetd *env = m->env;
-	struct ctl_vm *vm = ctl_vm_find(&env->model, m->vm);
 	struct ctl_order_ctx *c = calloc(1, sizeof(*c));
-	const char *dev = host_or_edge >= 0 ? ctl_hconf(env, host_or_edge)->bridge : NULL;
 
+	if (!vm)
+		vm = ctl_vm_find(&env->model, m->vm);
 	if (!vm || !c ||
 	    ctl_order_send(env, agent, op, vm, dev, via, CTL_ORDER_TIMEOUT_MS, ctl_mig_order_done,
 	    c) < 0) {
@@ -532,27 +518,50 @@ ctl_mig_order(struct ctl_mig *m, int host_or_edge, const char *agent, const char
 	return 0;
 }
 
+/* The handover plan for the VM at host at, the other end held: its orders
+ * sent; the owner's announcement is the serving ack when at is the
+ * destination. A VM that owns no IPs (a standby being moved) gets none. */
+static int
+ctl_mig_handover(struct ctl_mig *m, int at, int held)
+{
+	struct fleetd *env = m->env;
+	struct ctl_vm *vm = ctl_vm_find(&env->model, m->vm);
+	struct ctl_ho_in in = { .vm = vm, .at = at, .held = &held, .nheld = 1 };
+	struct ctl_ho_plan plan;
+	int rc = 0;
+
+	if (!vm)
+		return -1;
+	ctl_ho_plan(&env->model, &in, &plan);
+	if (plan.owner != vm) {
+		log_info("migration=%u vm=%s handover: none (%s%s)", m->id, m->vm,
+		    plan.owner ? "the IPs are owned by " : "", plan.owner ? plan.owner->name : plan.why);
+		return 0;
+	}
+	for (int i = 0; i < plan.n; i++) {
+		const struct ctl_ho_order *o = &plan.o[i];
+		struct ctl_ho_dest d;
+
+		ctl_ho_dest(&env->model, &plan, o, &d);
+		if (ctl_mig_order(m, o->vm, d.agent, ctl_ho_op_name(o->op), d.dev, d.via,
+		    o->part == HO_PART_OWNER && at == m->dst, 0) < 0 && o->part == HO_PART_OWNER)
+			rc = -1;
+	}
+	return rc;
+}
+
 /* The VM runs at the destination now: carry its IPs over. */
 static void
 ctl_mig_cutover(struct ctl_mig *m)
 {
-	struct fleetd *env = m->env;
-	const char *edge = ctl_edge_of_region(env, m->home);
-
 	if (m->phase != MIG_MIGRATING)
 		return;
 	m->phase = MIG_CUTOVER;
 	if (!m->t_resume)
 		m->t_resume = clock_mono_ms();
-	if (ctl_mig_order(m, m->dst, ctl_hconf(env, m->dst)->name, "announce", NULL, 1, 0) < 0)
+	if (ctl_mig_handover(m, m->dst, m->src) < 0)
 		str_copy(m->error, "cannot order the announcement at the destination",
 		    sizeof(m->error));
-	/* The home edge routes the VM's /32 to the host while it is away. */
-	if (edge && m->away)
-		ctl_mig_order(m, -1, edge, "announce", ctl_hconf(env, m->dst)->address, 0, 0);
-	else if (edge && m->src_away)
-		ctl_mig_order(m, -1, edge, "withdraw", ctl_hconf(env, m->src)->address, 0, 0);
-	ctl_mig_order(m, m->src, ctl_hconf(env, m->src)->name, "withdraw", NULL, 0, 0);
 	m->phase = MIG_VERIFY;
 }
 
@@ -561,15 +570,7 @@ ctl_mig_cutover(struct ctl_mig *m)
 static void
 ctl_mig_cutback(struct ctl_mig *m)
 {
-	struct fleetd *env = m->env;
-	const char *edge = ctl_edge_of_region(env, m->home);
-
-	ctl_mig_order(m, m->dst, ctl_hconf(env, m->dst)->name, "withdraw", NULL, 0, 0);
-	if (edge && m->src_away)
-		ctl_mig_order(m, -1, edge, "announce", ctl_hconf(env, m->src)->address, 0, 0);
-	else if (edge && m->away)
-		ctl_mig_order(m, -1, edge, "withdraw", ctl_hconf(env, m->dst)->address, 0, 0);
-	ctl_mig_order(m, m->src, ctl_hconf(env, m->src)->name, "announce", NULL, 0, 0);
+	ctl_mig_handover(m, m->src, m->dst);
 }
 
 static void
@@ -811,7 +812,7 @@ ctl_mig_start(struct fleetd *env, const char *vmname, const char *dest, const ch
 	 * host route, without announcing. A shut-off VM needs none. */
 	if (m->offline)
 		ctl_mig_launch(m);
-	else if (ctl_mig_order(m, d, dest, "prepare", NULL, 0, 1) < 0)
+	else if (ctl_mig_order(m, NULL, dest, "prepare", ctl_hconf(env, d)->bridge, NULL, 0, 1) < 0)
 		ctl_mig_finish(m, MIG_FAILED, "cannot order prepare: redis is down");
 	ctl_mig_trim(env);
 	return 0;

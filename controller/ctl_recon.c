@@ -14,19 +14,25 @@
  * migration timeout plus a margin. Hosts that are not connected are waited
  * for a few seconds, then left out (said so in the journal).
  *
- * Once the dust settles, for every fleet VM running on exactly one host,
- * the network is made to match: the cutover's own orders, all idempotent,
- * are sent again for the host where it runs (announce there; on the home
- * edge, the /32 towards that host when it is away from home, or its
- * withdrawal when it is home), and withdraw goes to every other host that
- * libvirt showed holding it (where it ran before, where a job or an
- * incoming copy was). A VM that runs on two hosts is reported loudly and
- * left alone: guessing which copy is real could cut the live one.
+ * Once the dust settles, the model takes what the scan saw (where each VM
+ * runs, which are shut off or left paused), and the network is made to
+ * match per group of VMs sharing IPs, not per VM: the handover plan
+ * (ctl_handover.c) names the group's owner, the running primary no
+ * failover replaced, and its orders, all idempotent, are sent: announce
+ * where the owner runs, the home edge's /32 towards that host when it is
+ * away from home (or the withdrawal of the /32 via each away host that may
+ * hold it), withdraw on every other host that libvirt showed holding a
+ * copy (where it ran before, where a job or an incoming copy was, where a
+ * hot standby runs), and fence for any other running primary claiming the
+ * IPs. A hot standby is never announced. A VM name that runs on two hosts
+ * is reported loudly and its group left alone: guessing which copy is real
+ * could cut the live one.
  *
  * While a reconcile runs the leader starts no migration (the API answers
  * 503, the policy and drains wait).
  */
 #include "controller/fleetd.h"
+#include "controller/ctl_handover.h"
 #include "controller/ctl_post.h"
 #include "controller/ctl_virt.h"
 #include "common/log.h"
@@ -323,7 +329,7 @@ ctl_recon_order_done(struct fleetd *env, void *arg, int ok, const char *error, i
 
 /* One order; appends "agent:op" to what (for the journal). 0 or -1. */
 static int
-ctl_recon_order(struct fleetd *env, struct ctl_vm *vm, const char *agent, const char *op,
+ctl_recon_order(struct fleetd *env, const struct ctl_vm *vm, const char *agent, const char *op,
     const char *dev, const char *via, char *what, size_t wlen)
 {
 	struct ctl_recon_order *o = calloc(1, sizeof(*o));
@@ -344,38 +350,161 @@ ctl_recon_order(struct fleetd *env, struct ctl_vm *vm, const char *agent, const 
 	return 0;
 }
 
-/* The network for vm, which runs on host h only. */
+/* What the scan says of one model VM (parallel to model->vms). */
+struct ctl_recon_seen {
+	int live[8], nlive;	/* hosts where it runs */
+	int paused;		/* paused, not for an incoming copy: holds IPs, serves not */
+	int busy;		/* a job or an incoming copy */
+	int held[12], nheld;	/* where it ran or was: routes to take back */
+	char on[200];
+};
+
+static int
+ctl_recon_index(const struct ctl_model *m, const char *name)
+{
+	for (int lo = 0, hi = m->nvms; lo < hi;) {
+		int mid = (lo + hi) / 2, c = strcmp(m->vms[mid]->name, name);
+
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
 static void
-ctl_recon_vm(struct fleetd *env, struct ctl_vm *vm, int h, const int *withdraw, int nw,
+ctl_recon_held_add(struct ctl_recon_seen *sv, int h)
+{
+	if (h < 0)
+		return;
+	for (int i = 0; i < sv->nheld; i++)
+		if (sv->held[i] == h)
+			return;
+	if (sv->nheld < (int)PF_ARRAY_LEN(sv->held))
+		sv->held[sv->nheld++] = h;
+}
+
+/* Pass 1: the scan's view of vm, and the model brought to it. */
+static void
+ctl_recon_see(struct fleetd *env, struct ctl_recon_scan *s, struct ctl_vm *vm,
+    struct ctl_recon_seen *sv)
+{
+	struct ctl_recon *r = env->recon;
+	struct ctl_model *m = &env->model;
+	struct ctl_recon_dom key, *d = NULL;
+	size_t on_n = 0;
+	int shutoff = 0;
+
+	memset(&key, 0, sizeof(key));
+	str_copy(key.name, vm->name, sizeof(key.name));
+	key.host = -1;
+	/* The first entry for this name, then its neighbours. */
+	for (int lo = 0, hi = s->ndoms; lo < hi;) {
+		int mid = (lo + hi) / 2;
+
+		if (ctl_recon_cmp(&s->doms[mid], &key) < 0) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+			if (strcmp(s->doms[mid].name, vm->name) == 0)
+				d = &s->doms[mid];
+		}
+	}
+	for (; d && d < s->doms + s->ndoms && strcmp(d->name, vm->name) == 0; d++) {
+		if (d->job || d->incoming)
+			sv->busy = 1;
+		if (d->state == VM_PAUSED && !d->incoming)
+			sv->paused = 1;
+		if (d->state == VM_SHUTOFF)
+			shutoff = 1;
+		if (d->state == VM_RUNNING && sv->nlive < (int)PF_ARRAY_LEN(sv->live)) {
+			sv->live[sv->nlive++] = d->host;
+			on_n += (size_t)snprintf(sv->on + on_n, sizeof(sv->on) - on_n, "%s%s",
+			    on_n ? "," : "", m->hosts[d->host].conf->name);
+			if (on_n >= sizeof(sv->on))
+				on_n = sizeof(sv->on) - 1;
+		}
+	}
+	ctl_recon_held_add(sv, vm->prev_host);
+	ctl_recon_held_add(sv, vm->host);
+	for (int k = 0; k < r->ninv; k++)
+		if (strcmp(r->inv[k].vm, vm->name) == 0)
+			ctl_recon_held_add(sv, r->inv[k].host);
+	if (sv->busy || sv->nlive > 1)
+		return;
+	if (sv->nlive == 1) {
+		if (vm->host != sv->live[0] && vm->host >= 0)
+			vm->prev_host = vm->host;
+		vm->host = sv->live[0];
+		vm->state = VM_RUNNING;
+	} else if (sv->paused) {
+		vm->state = VM_PAUSED;	/* a source left paused: it serves nobody */
+	} else if (shutoff) {
+		vm->state = VM_SHUTOFF;
+	}
+}
+
+/* Pass 2: the handover plan of vm's group, sent when vm owns the IPs.
+ * 1 when it announced, 0 when it is not the group's turn, -1 unsettled. */
+static int
+ctl_recon_group(struct fleetd *env, struct ctl_vm *vm, struct ctl_recon_seen *seen,
     int64_t waited)
 {
-	const struct ctl_conf_host *hc = env->model.hosts[h].conf;
-	int home = ctl_vm_home(env, vm), failed = 0;
-	const char *edge = home >= 0 && env->conf->regions[home].edge[0] ?
-	    env->conf->regions[home].edge : NULL;
-	char what[400] = "", gone[200] = "";
-	size_t gn = 0;
+	struct ctl_model *m = &env->model;
+	struct ctl_recon_seen *sv = &seen[ctl_recon_index(m, vm->name)];
+	struct ctl_recon_seen all = { .nheld = 0 };
+	struct ctl_ho_in in = { .vm = vm, .at = sv->live[0] };
+	struct ctl_ho_plan plan;
+	char what[600] = "", fenced[200] = "";
+	size_t fn = 0;
+	int failed = 0;
 
-	failed |= ctl_recon_order(env, vm, hc->name, "announce", hc->bridge, NULL, what,
-	    sizeof(what)) < 0;
-	if (edge && env->model.hosts[h].region != home)
-		failed |= ctl_recon_order(env, vm, edge, "announce", NULL, hc->address, what,
-		    sizeof(what)) < 0;
-	else if (edge)
-		failed |= ctl_recon_order(env, vm, edge, "withdraw", NULL, NULL, what,
-		    sizeof(what)) < 0;
-	for (int i = 0; i < nw; i++) {
-		const struct ctl_conf_host *wc = env->model.hosts[withdraw[i]].conf;
+	if (ctl_ho_plan(m, &in, &plan) == 0 || plan.owner != vm)
+		return 0;
+	/* The routes any copy of the group left anywhere go too. */
+	for (int i = 0; i < plan.ngroup; i++) {
+		int k = ctl_recon_index(m, plan.group[i]->name);
 
-		failed |= ctl_recon_order(env, vm, wc->name, "withdraw", wc->bridge, NULL, what,
-		    sizeof(what)) < 0;
-		gn += (size_t)snprintf(gone + gn, sizeof(gone) - gn, "%s%s", gn ? "," : "", wc->name);
-		if (gn >= sizeof(gone))
-			gn = sizeof(gone) - 1;
+		if (k < 0)
+			continue;
+		if (seen[k].busy || seen[k].nlive > 1) {
+			ctl_journal(env, "vm", "reconcile vm=%s on=%s action=none why=\"%s of its group "
+			    "is %s\"", vm->name, sv->on, plan.group[i]->name, seen[k].busy ?
+			    "in a libvirt migration job" : "running on two hosts");
+			return -1;
+		}
+		for (int h = 0; h < seen[k].nheld; h++)
+			ctl_recon_held_add(&all, seen[k].held[h]);
 	}
-	ctl_journal(env, "vm", "reconcile vm=%s on=%s action=announce withdraw=%s orders=%s "
-	    "waited_ms=%lld%s", vm->name, hc->name, gn ? gone : "-", what, (long long)waited,
+	in.held = all.held;
+	in.nheld = all.nheld;
+	ctl_ho_plan(m, &in, &plan);
+	for (int i = 0; i < plan.n; i++) {
+		const struct ctl_ho_order *o = &plan.o[i];
+		struct ctl_ho_dest d;
+
+		ctl_ho_dest(m, &plan, o, &d);
+		failed |= ctl_recon_order(env, o->vm, d.agent,
+		    ctl_ho_op_name(o->op), d.dev, d.via, what, sizeof(what)) < 0;
+		if (o->op == HO_FENCE) {
+			fn += (size_t)snprintf(fenced + fn, sizeof(fenced) - fn, "%s%s@%s", fn ? "," : "",
+			    o->vm->name, m->hosts[o->host].conf->name);
+			if (fn >= sizeof(fenced))
+				fn = sizeof(fenced) - 1;
+		}
+	}
+	if (plan.ndoubled)
+		log_error("reconcile vm=%s: %d other running primar%s claim its IPs; fenced %s",
+		    vm->name, plan.ndoubled, plan.ndoubled == 1 ? "y" : "ies", fenced);
+	ctl_journal(env, "vm", "reconcile vm=%s on=%s action=announce group=%d doubled=%d fenced=%s "
+	    "orders=%s waited_ms=%lld%s%s", vm->name, m->hosts[plan.at].conf->name, plan.ngroup,
+	    plan.ndoubled, fn ? fenced : "-", what, (long long)waited,
+	    plan.truncated ? " truncated=1" : "",
 	    failed ? " error=\"some orders could not be sent\"" : "");
+	return 1;
 }
 
 static void
@@ -384,9 +513,9 @@ ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, i
 	struct ctl_recon *r = env->recon;
 	struct ctl_model *m = &env->model;
 	int announced = 0, doubled = 0, unsettled = 0, none = 0;
-	int *withdraw = calloc((size_t)m->nhosts + 3, sizeof(int));
+	struct ctl_recon_seen *seen = calloc((size_t)m->nvms + 1, sizeof(*seen));
 
-	if (!withdraw) {
+	if (!seen) {
 		log_error("reconcile: out of memory: the network is NOT reconciled");
 		return;
 	}
@@ -396,84 +525,36 @@ ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, i
 		if (!s->host_ok[h])
 			ctl_journal(env, "vm", "reconcile host=%s skipped why=\"libvirt not connected\"",
 			    m->hosts[h].conf->name);
+	for (int i = 0; i < m->nvms; i++)
+		ctl_recon_see(env, s, m->vms[i], &seen[i]);
 	for (int i = 0; i < m->nvms; i++) {
 		struct ctl_vm *vm = m->vms[i];
-		struct ctl_recon_dom key, *d;
-		int live[8], nlive = 0, busy = 0, nw = 0;
-		char on[200] = "";
-		size_t on_n = 0;
+		struct ctl_recon_seen *sv = &seen[i];
 
-		memset(&key, 0, sizeof(key));
-		str_copy(key.name, vm->name, sizeof(key.name));
-		key.host = -1;
-		/* The first entry for this name, then its neighbours. */
-		d = NULL;
-		for (int lo = 0, hi = s->ndoms; lo < hi;) {
-			int mid = (lo + hi) / 2;
-
-			if (ctl_recon_cmp(&s->doms[mid], &key) < 0) {
-				lo = mid + 1;
-			} else {
-				hi = mid;
-				if (strcmp(s->doms[mid].name, vm->name) == 0)
-					d = &s->doms[mid];
-			}
-		}
-		for (; d && d < s->doms + s->ndoms && strcmp(d->name, vm->name) == 0; d++) {
-			if (d->job || d->incoming)
-				busy = 1;
-			if ((d->state == VM_RUNNING || (d->state == VM_PAUSED && !d->incoming)) &&
-			    nlive < (int)PF_ARRAY_LEN(live)) {
-				live[nlive++] = d->host;
-				on_n += (size_t)snprintf(on + on_n, sizeof(on) - on_n, "%s%s",
-				    on_n ? "," : "", m->hosts[d->host].conf->name);
-				if (on_n >= sizeof(on))
-					on_n = sizeof(on) - 1;
-			}
-		}
-		if (busy) {
+		if (sv->busy) {
 			unsettled++;
 			ctl_journal(env, "vm", "reconcile vm=%s on=%s action=none why=\"a libvirt "
-			    "migration job is still active after %lld ms\"", vm->name, nlive ? on : "-",
-			    (long long)waited);
-			continue;
-		}
-		if (nlive == 0) {
-			none++;
-			continue;	/* shut off (a standby) or gone: nothing to carry */
-		}
-		if (nlive > 1) {
+			    "migration job is still active after %lld ms\"", vm->name,
+			    sv->nlive ? sv->on : "-", (long long)waited);
+		} else if (sv->nlive > 1) {
 			doubled++;
 			log_error("reconcile vm=%s runs on %d hosts (%s): two live copies, nothing "
-			    "announced; an operator must decide", vm->name, nlive, on);
+			    "announced; an operator must decide", vm->name, sv->nlive, sv->on);
 			ctl_journal(env, "vm", "reconcile vm=%s on=%s action=none why=\"running on "
-			    "%d hosts: not guessing which copy is real\"", vm->name, on, nlive);
-			continue;
-		}
-		/* Withdraw wherever libvirt showed it before and it is not now. */
-		{
-			int cand[3] = { vm->prev_host, vm->host, -1 };
+			    "%d hosts: not guessing which copy is real\"", vm->name, sv->on, sv->nlive);
+		} else if (sv->nlive == 0) {
+			none++;	/* shut off (a warm standby), paused or gone */
+			if (sv->paused)
+				ctl_journal(env, "vm", "reconcile vm=%s action=none why=\"paused: not "
+				    "announced\"", vm->name);
+		} else {
+			int rc = ctl_recon_group(env, vm, seen, waited);
 
-			for (int k = 0; k < 2; k++)
-				if (cand[k] >= 0 && cand[k] != live[0])
-					withdraw[nw++] = cand[k];
-			for (int k = 0; k < r->ninv; k++)
-				if (r->inv[k].host != live[0] && strcmp(r->inv[k].vm, vm->name) == 0)
-					withdraw[nw++] = r->inv[k].host;
-			/* dedupe */
-			for (int a = 0; a < nw; a++)
-				for (int b = a + 1; b < nw; b++)
-					if (withdraw[b] == withdraw[a])
-						withdraw[b--] = withdraw[--nw];
+			announced += rc > 0;
+			unsettled += rc < 0;
 		}
-		if (vm->host != live[0] && vm->host >= 0)
-			vm->prev_host = vm->host;
-		vm->host = live[0];
-		vm->state = VM_RUNNING;
-		ctl_recon_vm(env, vm, live[0], withdraw, nw, waited);
-		announced++;
 	}
-	free(withdraw);
+	free(seen);
 	ctl_model_tally(m);
 	ctl_journal(env, "leader", "reconcile done epoch=%llu vms=%d announced=%d two_hosts=%d "
 	    "unsettled=%d not_running=%d rounds=%d waited_jobs=%d took_ms=%lld%s",

@@ -167,8 +167,10 @@ nm_route_msg(struct nm_ctx *ctx, int add, const struct nm_ip *dst, const struct 
 	rtm->rtm_family = (unsigned char)dst->family;
 	rtm->rtm_dst_len = dst->family == AF_INET ? 32 : 128;
 	rtm->rtm_table = RT_TABLE_MAIN;
+	/* Deletes match the protocol too: only routes netmigrate installed go,
+	 * never an operator's static /32 for the same address. */
+	rtm->rtm_protocol = NM_RTPROT;
 	if (add) {
-		rtm->rtm_protocol = NM_RTPROT;
 		rtm->rtm_scope = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
 		rtm->rtm_type = RTN_UNICAST;
 	} else {

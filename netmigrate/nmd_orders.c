@@ -33,7 +33,7 @@
  *         withdraw stop the burst, delete the routes and neighbours
  *   edge: prepare  checks the order (nothing to install ahead)
  *         announce route IP/32 via <via> (replace: the re-pointing)
- *         withdraw delete IP/32 (only through <via> when given)
+ *         withdraw delete IP/32 via <via> (required: that route only)
  */
 #include "netmigrate/nmd.h"
 #include "common/log.h"
@@ -215,6 +215,13 @@ nmd_exec(struct nmd *env, const struct nm_order *o, char *detail, size_t dlen, c
 			snprintf(detail, dlen, "routes=%d", n);
 			return n < 0 ? -1 : 0;
 		case NM_OP_WITHDRAW:
+			/* Only the route via the host it names: a withdraw for where
+			 * the VM was must not delete where another order points it. */
+			if (!o->has_via) {
+				snprintf(err, errlen, "edge withdraw needs 'via' (the host whose "
+				    "route goes)");
+				return -1;
+			}
 			n = nm_plan_unpoint(env->nm, o, dev, err, errlen);
 			snprintf(detail, dlen, "routes=%d", n);
 			return n < 0 ? -1 : 0;

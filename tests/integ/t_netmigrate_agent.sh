@@ -169,6 +169,47 @@ t_check "unfence logged" t_wait 10 grep -q "unfence host=$H" $LOG
 order id o-10 op prepare vm px-10 ips 10.78.40.160 mac $MAC
 t_check "orders flow again" t_wait 10 has_ack o-10
 t_eq "route present after recovery" "10.78.40.160 dev nmt-br0 proto 77 scope link" "$(route_of 10.78.40.160)"
+# --- withdrawals remove only netmigrate's own routes ------------------------------------
+ip -n $NS route add 10.78.40.161/32 dev nmt-br0 proto static
+order id o-11 op withdraw vm px-11 ips 10.78.40.161
+t_check "withdraw of an address netmigrate never routed acknowledged" t_wait 10 has_ack o-11
+t_eq "... ok, and the operator's static /32 for it is still there" \
+	"ok|10.78.40.161 dev nmt-br0 proto static scope link" "$(ack_field o-11 status)|$(route_of 10.78.40.161)"
+
+# --- an edge agent: a withdraw names the route it removes --------------------------------
+ip -n $NS addr add 10.78.41.1/24 dev nmt-up
+cat >$T_TMP/edge.conf <<CONF
+[netmigrated]
+host = nmt-edge
+role = edge
+redis = 127.0.0.1:$PORT
+lease = 1500ms
+order_block = 200ms
+CONF
+ip netns exec $NS $PF_BIN/netmigrated -f $T_TMP/edge.conf >>$T_TMP/edge.log 2>&1 &
+EDGE=$!
+t_defer "kill $EDGE"
+eorder() { rcli XADD pf:host:nmt-edge:orders '*' "$@" >/dev/null; }
+eorder id e-1 op announce vm px-9 ips 10.78.40.162 via 10.78.41.11
+t_check "edge: route order acknowledged" t_wait 10 has_ack e-1
+t_eq "edge: the /32 points at the host" "ok|10.78.40.162 via 10.78.41.11 dev nmt-up proto 77" \
+	"$(ack_field e-1 status)|$(route_of 10.78.40.162)"
+eorder id e-2 op withdraw vm px-9 ips 10.78.40.162
+t_check "edge: withdraw without via acknowledged" t_wait 10 has_ack e-2
+t_eq "... refused, the route kept" \
+	"error|edge withdraw needs 'via' (the host whose route goes)|10.78.40.162 via 10.78.41.11 dev nmt-up proto 77" \
+	"$(ack_field e-2 status)|$(ack_field e-2 error)|$(route_of 10.78.40.162)"
+eorder id e-3 op withdraw vm px-9 ips 10.78.40.162 via 10.78.41.12
+t_check "edge: withdraw via another host acknowledged" t_wait 10 has_ack e-3
+t_eq "... the route via the host it points at is kept" "ok|10.78.40.162 via 10.78.41.11 dev nmt-up proto 77" \
+	"$(ack_field e-3 status)|$(route_of 10.78.40.162)"
+eorder id e-4 op withdraw vm px-9 ips 10.78.40.162 via 10.78.41.11
+t_check "edge: withdraw via that host acknowledged" t_wait 10 has_ack e-4
+t_eq "... and that removes it" "ok|" "$(ack_field e-4 status)|$(route_of 10.78.40.162)"
+kill -TERM $EDGE; wait $EDGE; rc=$?
+t_eq "edge agent: clean exit" 0 $rc
+t_check "edge agent: no sanitizer reports" bash -c "! grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error' $T_TMP/edge.log"
+
 agent_stop; rc=$?
 t_eq "final SIGTERM: clean exit" 0 $rc
 t_check "no sanitizer reports" bash -c "! grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error' $LOG"
