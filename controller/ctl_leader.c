@@ -50,8 +50,9 @@
 /*
  * KEYS[1] leader, KEYS[2] epoch, KEYS[3..] the agents' recorded epochs.
  * ARGV[1] the value we hold ("" when none), ARGV[2] lease ms, ARGV[3]
- * instance, ARGV[4] api_url. Returns {1, value} renewed, {2, value}
- * acquired, {0, holder} held by someone else.
+ * instance, ARGV[4] api_url, ARGV[5] our floor (the highest epoch we have
+ * held or learnt of). Returns {1, value} renewed, {2, value} acquired,
+ * {0, holder} held by someone else.
  */
 static const char ctl_leader_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
@@ -59,6 +60,8 @@ static const char ctl_leader_lua[] =
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return {1, v} end "
     "if v then return {0, v} end "
     "local e = redis.call('INCR', KEYS[2]) "
+    "local f = tonumber(ARGV[5]) or 0 "
+    "if f >= e then e = f + 1 end "
     "for i = 3, #KEYS do "
     "  local a = tonumber(redis.call('GET', KEYS[i]) or '0') or 0 "
     "  if a >= e then e = a + 1 end "
@@ -132,6 +135,8 @@ ctl_leader_seen(struct fleetd *env, const char *v)
 		str_copy(l->seen_url, url, sizeof(l->seen_url));
 		l->seen_epoch = epoch;
 	}
+	if (epoch > l->floor)
+		l->floor = epoch;
 	l->seen_ms = clock_mono_ms();
 }
 
@@ -163,6 +168,27 @@ ctl_leader_step_down(struct fleetd *env, const char *why)
 	ctl_leader_release(env, NULL, NULL);
 	l->held[0] = '\0';
 	l->epoch = 0;
+}
+
+void
+ctl_leader_stale(struct fleetd *env, const char *agent, uint64_t theirs)
+{
+	struct ctl_lead *l = &env->lead;
+	char why[160];
+
+	if (theirs > l->floor)
+		l->floor = theirs;
+	if (!l->held[0] || theirs < l->epoch)
+		return;
+	/* An agent has seen our epoch or a later one from someone else: Redis
+	 * lost pf:ctl:epoch (restarted empty, a replica promoted) and handed
+	 * out an old number, or another leader came and went. Either way our
+	 * orders are refused; lead again from above what the agent knows. */
+	snprintf(why, sizeof(why), "agent %s refuses epoch %llu: it has seen %llu (Redis forgot "
+	    "the epoch?); leading again above it", agent, (unsigned long long)l->epoch,
+	    (unsigned long long)theirs);
+	ctl_leader_step_down(env, why);
+	ctl_leader_poll(env);
 }
 
 static void
@@ -265,7 +291,7 @@ ctl_leader_poll(struct fleetd *env)
 	struct ctl_model *m = &env->model;
 	const char **argv;
 	size_t *lens;
-	char lease[24], nkeys[16];
+	char lease[24], nkeys[16], floor[24];
 	int argc = 0, n = 0, max;
 
 	if (l->polling || !rlink_is_up(env->redis))
@@ -303,6 +329,8 @@ ctl_leader_poll(struct fleetd *env)
 		argv[argc++] = lease;
 		argv[argc++] = l->instance;
 		argv[argc++] = l->api_url;
+		snprintf(floor, sizeof(floor), "%llu", (unsigned long long)l->floor);
+		argv[argc++] = floor;
 		for (int i = 0; i < argc; i++)
 			lens[i] = strlen(argv[i]);
 		l->sent_ms = clock_mono_ms();

@@ -108,6 +108,7 @@ struct ctl_host {
 	const struct ctl_conf_host *conf;
 	int region;		/* index into conf->regions */
 	int connected;		/* libvirt connection up */
+	int listed;		/* a domain list has arrived since fleetd started */
 	char virt_error[160];	/* why not, when not */
 	int lease_ok;		/* agent lease present at the last poll */
 	int lease_read;		/* a poll has answered since fleetd started: until

@@ -139,9 +139,15 @@ ctl_ack_entry(struct fleetd *env, redisReply *fields)
 	for (struct ctl_order_wait *w = env->waits; w; w = w->next) {
 		if (strcmp(w->id, id) == 0) {
 			int ok = strcmp(status, "ok") == 0;
+			unsigned long long ours, theirs;
+			char agent[CTL_NAME_MAX];
 
 			ok ? env->stats.acks_ok++ : env->stats.acks_err++;
+			str_copy(agent, w->agent, sizeof(agent));
 			ctl_order_finish(w, ok, error, took);
+			/* After the completion: stepping down fails what still waits. */
+			if (!ok && sscanf(error, "stale epoch %llu < %llu", &ours, &theirs) == 2)
+				ctl_leader_stale(env, agent, theirs);
 			return;
 		}
 	}

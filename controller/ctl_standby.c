@@ -726,8 +726,10 @@ ctl_fence_sets(struct fleetd *env)
 		char key[160];
 		int n = 0;
 
+		/* Never from a model that has not seen the host's domains: an
+		 * empty set written then would make its agent forget its MACs. */
 		if ((host->fence_known && host->fence_hash == hash[h]) || host->fence_writing ||
-		    !(w = calloc(1, sizeof(*w))))
+		    !host->listed || !(w = calloc(1, sizeof(*w))))
 			continue;
 		w->env = env;
 		w->host = h;
@@ -735,6 +737,10 @@ ctl_fence_sets(struct fleetd *env)
 		snprintf(key, sizeof(key), "pf:host:%s:fence", host->conf->name);
 		rlink_command(env->redis, NULL, NULL, "MULTI");
 		rlink_command(env->redis, NULL, NULL, "DEL %s", key);
+		/* The marker keeps the key in existence when no VM is in it: an
+		 * absent key then means Redis lost it, and the agent keeps the
+		 * set it had (netmigrate/nmd.c), instead of reading "none". */
+		rlink_command(env->redis, NULL, NULL, "SADD %s %s", key, CTL_FENCE_MARKER);
 		for (int i = 0; i < m->nvms; i++)
 			if (m->vms[i]->host == h && ctl_fence_member(m->vms[i]) && ++n)
 				rlink_command(env->redis, NULL, NULL, "SADD %s %s", key, m->vms[i]->mac);
@@ -786,8 +792,14 @@ ctl_standby_tick(struct fleetd *env)
 
 	if (rlink_is_up(env->redis))
 		rlink_command(env->redis, ctl_users_rev_cb, env, "MGET pf:users:rev pf:users:rev_ms");
+	if (!ctl_leader_is(env))
+		return;
+	/* The agents' fence sets are rewritten from the model at once, also
+	 * while a reconcile runs: after Redis comes back empty, they are what
+	 * an agent cut off next relies on. */
+	ctl_fence_sets(env);
 	/* Only the leader makes, starts, stops and removes domains. */
-	if (!ctl_leader_is(env) || env->recon)
+	if (env->recon)
 		return;
 	/* Copies some failover replaced, on hosts that answer again. */
 	for (int i = 0; i < m->nvms; i++) {
@@ -845,7 +857,6 @@ ctl_standby_tick(struct fleetd *env)
 		if (ctl_creating(env) < CTL_SB_CREATING_MAX)
 			ctl_standby_create(env, vm);
 	}
-	ctl_fence_sets(env);
 }
 
 /* ----- protect ------------------------------------------------------------------------ */

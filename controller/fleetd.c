@@ -63,6 +63,7 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 	struct ctl_model *m = &env->model;
 	int64_t gen = clock_mono_us();
 
+	m->hosts[host].listed = 1;
 	for (int i = 0; i < ndoms; i++) {
 		struct ctl_dom_info *d = &doms[i];
 		struct ctl_vm_meta meta;

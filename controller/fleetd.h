@@ -94,6 +94,10 @@ struct ctl_lead {
 	char seen_url[256];
 	uint64_t seen_epoch;
 	int64_t seen_ms;	/* mono, 0 = never */
+	/* the highest epoch this process has held or learnt of (the leader
+	 * key, an agent's "stale epoch" refusal): a new lease starts above
+	 * it, so an epoch never goes backwards when Redis forgets its own */
+	uint64_t floor;
 	struct event *poll_ev;	/* every lease/4 */
 	struct event *deadline_ev;	/* the lease's end, as we count it */
 };
@@ -258,6 +262,9 @@ int ctl_meta_write(struct fleetd *env, struct ctl_vm *vm);
 int ctl_host_usable(const struct fleetd *env, int h);
 int ctl_vm_remove_domain(struct fleetd *env, struct ctl_vm *vm, const char *why);
 void ctl_standby_tick(struct fleetd *env);
+/* A member of every fence set fleetd writes, so the key exists even when
+ * no VM is in it: its absence then means Redis lost it. */
+#define CTL_FENCE_MARKER "fleetd"
 /* The Redis link came back: write every host's fence set again. */
 void ctl_standby_redis_up(struct fleetd *env);
 int ctl_protect(struct fleetd *env, const char *vm, enum ctl_protect mode, const char *region,
@@ -275,6 +282,10 @@ struct cJSON *ctl_failover_json(struct fleetd *env);
 int ctl_leader_start(struct fleetd *env, char *err, size_t errlen);
 /* Leader now, by the clock (a process that was stopped knows at once). */
 int ctl_leader_is(const struct fleetd *env);
+/* Agent refused an order as "stale epoch ours < theirs": raise the floor
+ * and, when it refused the epoch we lead with, step down and lead again
+ * above it. */
+void ctl_leader_stale(struct fleetd *env, const char *agent, uint64_t theirs);
 /* The leader's API URL as last seen, or NULL when unknown or ourselves. */
 const char *ctl_leader_url(const struct fleetd *env);
 /* Poll the lease now (after Redis comes back). */

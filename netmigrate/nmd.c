@@ -44,13 +44,32 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Set if absent or ours: {1, fence set} = held, {0} = someone else holds it. */
+/*
+ * KEYS[1] lease, KEYS[2] fence set, KEYS[3] our recorded epoch.
+ * ARGV[1] the token to hold it with, ARGV[2] lease ms, ARGV[3] "renew" or
+ * "acquire", ARGV[4] (acquire) our last token, ARGV[5] our epoch.
+ * A renewal only extends our own key: it never creates one, so a renewal
+ * that Redis runs late, after the key expired, cannot make it look as if
+ * it never lapsed ({3}: lapsed). An acquisition takes an absent key (kept
+ * 0) or one still holding our last token (kept 1: it never lapsed). Both
+ * raise our recorded epoch to ours (Redis may have lost it) and return
+ * {1, fence set members, kept, fence set exists, recorded epoch}; {0}: the
+ * key holds someone else's token.
+ */
 static const char nmd_lease_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
-    "if v == false or v == ARGV[1] then "
+    "local kept = 1 "
+    "if ARGV[3] == 'renew' then "
+    "  if v == false then return {3} end "
+    "  if v ~= ARGV[1] then return {0} end "
+    "elseif v == false then kept = 0 "
+    "elseif ARGV[4] == '' or v ~= ARGV[4] then return {0} end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "return {1, redis.call('SMEMBERS', KEYS[2]), v == false and 0 or 1} end "
-    "return {0}";
+    "local e = tonumber(redis.call('GET', KEYS[3]) or '0') or 0 "
+    "local mine = tonumber(ARGV[5]) or 0 "
+    "if mine > e then redis.call('SET', KEYS[3], ARGV[5]) e = mine end "
+    "return {1, redis.call('SMEMBERS', KEYS[2]), kept, redis.call('EXISTS', KEYS[2]), "
+    "  tostring(e)}";
 
 /* ------------------------------------------------------------------ */
 /* Configuration */
@@ -107,6 +126,7 @@ nmd_fence(struct nmd *env, const char *why)
 		return;
 	env->fenced = 1;
 	env->fenced_at_ms = clock_mono_ms();
+	env->lapsed = 0;	/* from now on: did the key lapse before we hold it again? */
 	nmd_bursts_stop(env);
 	if (!env->conf.fence) {
 		log_warnx("lease lost host=%s reason=\"%s\" fence=off: routes kept", env->conf.host,
@@ -142,14 +162,24 @@ nmd_fence_cb(evutil_socket_t fd, short what, void *arg)
 	nmd_fence(env, why);
 }
 
-/* Remember the MACs of the VMs to silence on fencing (the set's members). */
+/* Remember the MACs of the VMs to silence on fencing (the set's members).
+ * An absent key is Redis having lost it (fleetd always writes a marker
+ * member): the last set is kept, not read as "none". */
 static void
-nmd_fence_set(struct nmd *env, const redisReply *set)
+nmd_fence_set(struct nmd *env, const redisReply *set, int exists)
 {
 	int n = 0;
 
 	if (set->type != REDIS_REPLY_ARRAY)
 		return;
+	if (!exists) {
+		if (!env->fence_absent)
+			log_warnx("fence set %s is absent in Redis: keeping the last one (%d VMs)",
+			    env->k_fence, env->nfence);
+		env->fence_absent = 1;
+		return;
+	}
+	env->fence_absent = 0;
 	for (size_t i = 0; i < set->elements && n < NMD_FENCE_MAX; i++) {
 		const redisReply *e = set->element[i];
 
@@ -189,15 +219,34 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-	    reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer != 1) {
+	    reply->element[0]->type != REDIS_REPLY_INTEGER) {
+		log_warnx("lease renewal: unexpected reply type %d", reply->type);
+		return;
+	}
+	if (reply->element[0]->integer == 3) {
+		/* Our key expired in Redis before this renewal ran: fleetd may
+		 * be promoting our standbys now. */
+		nmd_fence(env, "lease lapsed in Redis (the key was gone at renewal)");
+		env->lapsed = 1;
+		return;
+	}
+	if (reply->element[0]->integer != 1 || reply->elements < 5) {
 		if (!env->other_holder)
 			log_warnx("lease host=%s is held by another agent; waiting", env->conf.host);
 		env->other_holder = 1;
+		if (env->held)
+			nmd_fence(env, "lease held by another token");
 		return;
 	}
 	env->other_holder = 0;
-	if (reply->elements > 1)
-		nmd_fence_set(env, reply->element[1]);
+	if (!env->held)
+		str_copy(env->token, env->try_token, sizeof(env->token));	/* the key holds it */
+	if (reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer != 1)
+		env->lapsed = 1;
+	nmd_fence_set(env, reply->element[1], reply->element[3]->type == REDIS_REPLY_INTEGER &&
+	    reply->element[3]->integer == 1);
+	if (reply->element[4]->type == REDIS_REPLY_STRING)
+		nmd_epoch_seen(env, strtoull(reply->element[4]->str, NULL, 10), env->k_epoch);
 	rlink_command(env->wr, nmd_ctl_epoch_reply, env, "GET pf:ctl:epoch");
 	left = env->renew_sent_ms + env->conf.lease_ms - env->conf.lease_ms / 8 - clock_mono_ms();
 	if (left <= 0)
@@ -210,9 +259,9 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 		if (env->fenced) {
 			/* Our key never lapsed (Redis was slow, not gone): nobody
 			 * can have promoted a standby, so the VM ports we took down
-			 * come back. Had it lapsed, fleetd decides (unfence orders). */
-			int kept = reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
-			    reply->element[2]->integer == 1, up = 0;
+			 * come back. Had it lapsed at any moment since the fence
+			 * (any reply said so), fleetd decides (unfence orders). */
+			int kept = !env->lapsed, up = 0;
 			char err[300];
 
 			if (kept && env->ndowned > 0) {
@@ -226,6 +275,7 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 			    env->conf.host, (long long)(clock_mono_ms() - env->fenced_at_ms),
 			    kept ? "no" : "yes", up > 0 ? up : 0);
 			env->fenced = 0;
+			env->lapsed = 0;
 		} else {
 			log_info("lease acquired host=%s token=%s lease_ms=%lld", env->conf.host,
 			    env->token, env->conf.lease_ms);
@@ -237,13 +287,23 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 static void
 nmd_lease_renew(struct nmd *env)
 {
-	char lease[32];
+	char lease[32], epoch[24];
+	const char *tok = env->token;
 
 	if (env->renewing || !rlink_is_up(env->wr))
 		return;
 	snprintf(lease, sizeof(lease), "%lld", env->conf.lease_ms);
-	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 2 %s %s %s %s", nmd_lease_lua,
-	    env->k_lease, env->k_fence, env->token, lease) == 0) {
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)env->epoch);
+	/* Not holding: a fresh token for this attempt, so that an attempt
+	 * Redis runs late can never pass for our key having been kept. */
+	if (!env->held) {
+		snprintf(env->try_token, sizeof(env->try_token), "%lld-%d-%u",
+		    (long long)clock_wall_ms(), (int)getpid(), ++env->token_seq);
+		tok = env->try_token;
+	}
+	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 3 %s %s %s %s %s %s %s %s",
+	    nmd_lease_lua, env->k_lease, env->k_fence, env->k_epoch, tok, lease,
+	    env->held ? "renew" : "acquire", env->token, epoch) == 0) {
 		env->renewing = 1;
 		env->renew_sent_ms = clock_mono_ms();
 	}
@@ -359,8 +419,6 @@ main(int argc, char **argv)
 	if (debug)
 		log_set_level(LOG_LVL_DEBUG);
 
-	snprintf(env.token, sizeof(env.token), "%lld-%d", (long long)clock_wall_ms(),
-	    (int)getpid());
 	snprintf(env.k_lease, sizeof(env.k_lease), "pf:host:%s:lease", env.conf.host);
 	snprintf(env.k_fence, sizeof(env.k_fence), "pf:host:%s:fence", env.conf.host);
 	snprintf(env.k_metrics, sizeof(env.k_metrics), "pf:host:%s:metrics", env.conf.host);

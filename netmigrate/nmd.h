@@ -69,7 +69,9 @@ struct nmd {
 	struct nm_ctx *nm;
 	struct rlink *wr;	/* lease, metrics, acks, cursor */
 	struct rlink *rd;	/* XREAD BLOCK on the order stream */
-	char token[64];
+	char token[64];		/* the lease key's value while we hold it ("" never held) */
+	char try_token[64];	/* the value an acquisition in flight sets */
+	unsigned token_seq;
 	char k_lease[160], k_metrics[160], k_orders[160], k_cursor[160], k_fence[160];
 	char k_epoch[160];
 
@@ -80,6 +82,8 @@ struct nmd {
 	int fenced;		/* we withdrew because the lease ran out */
 	int renewing;		/* a renewal is in flight */
 	int other_holder;	/* reported "held by another" once */
+	int lapsed;		/* since the fence, Redis said our key was gone */
+	int fence_absent;	/* the fence set key is absent (reported once) */
 	int64_t renew_sent_ms;
 	int64_t fenced_at_ms;
 	uint8_t fence_macs[NMD_FENCE_MAX][6];	/* VMs to silence on fencing */

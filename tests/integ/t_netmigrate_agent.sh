@@ -169,6 +169,24 @@ t_check "unfence logged" t_wait 10 grep -q "unfence host=$H" $LOG
 order id o-10 op prepare vm px-10 ips 10.78.40.160 mac $MAC
 t_check "orders flow again" t_wait 10 has_ack o-10
 t_eq "route present after recovery" "10.78.40.160 dev nmt-br0 proto 77 scope link" "$(route_of 10.78.40.160)"
+t_check "Redis came back empty: the agent's renewals put its epoch (9) back" \
+	t_wait 5 bash -c "[ \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:epoch)\" = 9 ]"
+
+# --- Redis stalls longer than the lease: the renewal it runs late must not
+# re-create the key and pass for a lease that never lapsed ------------------------------
+n0=$(grep -c "unfence host=$H" $LOG)
+kill -STOP "$(cat $RDIR/pid)"
+t_check "stalled Redis (SIGSTOP): the agent fences after the lease" \
+	t_wait 10 bash -c "[ \$(grep -c 'fence host=$H reason=' $LOG) -ge 2 ]"
+# The stall itself (the fault, not a wait for something): 2 s more, so the
+# key's 1500 ms run out while Redis is stopped (Redis expires by the clock);
+# the renewal queued before the stop is the first thing it runs.
+sleep 2
+kill -CONT "$(cat $RDIR/pid)"
+t_check "Redis resumed: the agent holds its lease again" \
+	t_wait 10 bash -c "[ \$(grep -c 'unfence host=$H' $LOG) -gt $n0 ]"
+t_match "... and knows it lapsed (the late renewal did not re-create the key)" \
+	"unfence host=$H fenced_for_ms=[0-9]+ lease_lapsed=yes" "$(grep "unfence host=$H" $LOG | tail -1)"
 # --- withdrawals remove only netmigrate's own routes ------------------------------------
 ip -n $NS route add 10.78.40.161/32 dev nmt-br0 proto static
 order id o-11 op withdraw vm px-11 ips 10.78.40.161
