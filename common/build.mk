@@ -1,6 +1,6 @@
 # common/: code several daemons share (logging, config, signals, clocks, the
 # Redis link). Built once into an archive every program links.
-COMMON_SRCS := common/log.c common/util.c common/conf.c common/sig.c common/rlink.c
+COMMON_SRCS := common/log.c common/util.c common/conf.c common/sig.c common/rlink.c common/hb.c
 COMMON_LIB := $(O)/lib/libpfcommon.a
 COMMON_PKGS := libevent hiredis inih
 
@@ -11,3 +11,4 @@ $(COMMON_LIB): $(call objs,$(COMMON_SRCS))
 $(eval $(call unit_test,log,$(COMMON_LIB),))
 $(eval $(call unit_test,conf,$(COMMON_LIB),inih))
 $(eval $(call unit_test,rlink,$(COMMON_LIB),libevent hiredis))
+$(eval $(call unit_test,hb,$(COMMON_LIB),libcrypto))

@@ -5,7 +5,7 @@ CTL_SRCS := controller/ctl_conf.c controller/ctl_model.c controller/ctl_post.c \
 	controller/ctl_plan.c controller/ctl_geo.c controller/ctl_policy.c \
 	controller/ctl_region.c controller/ctl_keep.c controller/ctl_xml.c \
 	controller/ctl_standby.c controller/ctl_failover.c controller/ctl_leader.c controller/ctl_recon.c \
-	controller/ctl_handover.c
+	controller/ctl_handover.c controller/ctl_hb.c
 CTL_LIB := $(O)/lib/libpfctl.a
 
 $(CTL_LIB): $(call objs,$(CTL_SRCS))

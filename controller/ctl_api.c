@@ -240,6 +240,11 @@ ctl_api_metrics(struct ctl_api *api, struct evhttp_request *req)
 	    "fleetd_orders_total{what=\"ack_error\"} %llu\n",
 	    rlink_is_up(env->redis), (unsigned long long)st->orders_sent,
 	    (unsigned long long)st->acks_ok, (unsigned long long)st->acks_err);
+	evbuffer_add_printf(b, "# HELP fleetd_heartbeats_total Agent heartbeats granted and refused.\n"
+	    "# TYPE fleetd_heartbeats_total counter\n"
+	    "fleetd_heartbeats_total{what=\"granted\"} %llu\n"
+	    "fleetd_heartbeats_total{what=\"refused\"} %llu\n",
+	    (unsigned long long)st->hb_grants, (unsigned long long)st->hb_refused);
 	evbuffer_add_printf(b, "# HELP fleetd_failovers_total Standby promotions by kind.\n"
 	    "# TYPE fleetd_failovers_total counter\n"
 	    "fleetd_failovers_total{kind=\"failover\"} %llu\n"

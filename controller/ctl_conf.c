@@ -138,6 +138,10 @@ static const struct conf_key ctl_keys[] = {
 	{ "failover", "poll", CONF_MS, F(fo_poll_ms), 20, 5000, NULL },
 	{ "failover", "probe_timeout", CONF_MS, F(fo_probe_ms), 20, 10000, NULL },
 	{ "failover", "guest_token", CONF_STR, F(fo_guest_token), 0, 128, NULL },
+	{ "failover", "heartbeat_listen", CONF_FUNC, F(hb_listen), 0, 0, conf_parse_hostport },
+	{ "failover", "heartbeat_key", CONF_STR, F(hb_key), 0, 128, NULL },
+	{ "failover", "heartbeat_grant", CONF_MS, F(hb_grant_ms), 50, 60000, NULL },
+	{ "failover", "stall_grace", CONF_MS, F(hb_stall_ms), 0, 600000, NULL },
 	{ "policy", "geo", CONF_BOOL, F(pol_geo), 0, 0, NULL },
 	{ "policy", "geo_max_moves", CONF_INT, F(pol_geo_max_moves), 1, 64, NULL },
 	{ "region", "edge", CONF_STR, R(edge), 0, CTL_NAME_MAX, NULL },
@@ -162,6 +166,11 @@ ctl_conf_validate(struct ctl_conf *c, const char *path, char *err, size_t errlen
 	}
 	if (!c->tls_cert[0] != !c->tls_key[0]) {
 		snprintf(err, errlen, "%s: [fleetd] tls_cert and tls_key go together", path);
+		return -1;
+	}
+	if (c->hb_listen[0] && !c->hb_key[0]) {
+		snprintf(err, errlen, "%s: [failover] heartbeat_listen needs heartbeat_key (the key "
+		    "the agents sign their heartbeats with)", path);
 		return -1;
 	}
 	/* The lease value is "<instance> <epoch> <api_url>": no spaces inside. */
@@ -229,6 +238,8 @@ ctl_conf_load(const char *path, char *err, size_t errlen)
 	c->fo_enable = 1;
 	c->fo_poll_ms = 100;
 	c->fo_probe_ms = 300;
+	c->hb_grant_ms = 5000;
+	c->hb_stall_ms = 12000;
 	c->pol_high_pct = 80;
 	c->pol_target_pct = 70;
 	c->pol_window_ms = 10000;

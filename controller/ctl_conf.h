@@ -77,6 +77,10 @@ struct ctl_conf {
 	long long fo_poll_ms;		/* host lease poll */
 	long long fo_probe_ms;		/* libvirt port probe timeout */
 	char fo_guest_token[128];	/* bearer token for the proxies' admin POSTs; "" = none */
+	char hb_listen[128];		/* heartbeats from the agents, IP:PORT; "" = off */
+	char hb_key[128];		/* their HMAC key, shared with the agents */
+	long long hb_grant_ms;		/* the most one grant promises */
+	long long hb_stall_ms;		/* grants go on this long after the last renewal */
 	int pol_geo;			/* execute geographic plans (the plan is shown either way) */
 	long long pol_geo_max_moves;	/* geo moves started at once; none while one is in flight */
 	/* sections */

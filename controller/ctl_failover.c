@@ -532,6 +532,8 @@ ctl_fo_probe_done(struct fleetd *env, struct ctl_vjob *j, void *arg, int ok, con
 		    (long long)ctl_fo_grace(host));
 		return;
 	}
+	if (ctl_hb_holds(env, h, why, sizeof(why)))
+		return;	/* the next poll acts, once nothing holds it */
 	snprintf(why, sizeof(why), "lease expired; libvirt unreachable: %s", error);
 	ctl_fo_host(env, h, 0, why);
 }
@@ -586,6 +588,23 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	env->fo_mass = 0;
+	{
+		char why[200];
+
+		/* The agent still heartbeats to us (cut off from Redis only), or
+		 * another leader's grants may still run: nothing is promoted. */
+		if (ctl_hb_holds(env, l->host, why, sizeof(why))) {
+			if (!host->hb_held)
+				ctl_journal(env, "host", "lease-lost host=%s failover=held why=\"%s\"",
+				    host->conf->name, why);
+			host->hb_held = 1;
+			return;
+		}
+		if (host->hb_held)
+			log_info("lease still gone host=%s and nothing holds its failover now",
+			    host->conf->name);
+		host->hb_held = 0;
+	}
 	if (host->fo_probing)
 		return;
 	if (!host->fo_probed) {
@@ -597,7 +616,13 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 			host->fo_probing = 0;
 		return;
 	}
-	if (host->fo_alive && now - host->fo_lost_ms >= ctl_fo_grace(host)) {
+	if (!host->fo_alive) {
+		/* The probe found libvirt unreachable while something held the
+		 * failover off: act now that nothing does. */
+		ctl_fo_host(env, l->host, 0, "lease expired; libvirt unreachable");
+		return;
+	}
+	if (now - host->fo_lost_ms >= ctl_fo_grace(host)) {
 		char why[200];
 
 		snprintf(why, sizeof(why), "lease expired and stayed away %lld ms; libvirt answers: "

@@ -45,35 +45,45 @@
 
 #define CTL_LEADER_KEY "pf:ctl:leader"
 #define CTL_EPOCH_KEY "pf:ctl:epoch"
+#define CTL_RELEASED_KEY "pf:ctl:released"
 #define CTL_LEADER_MAX_AGENTS 4096	/* agent epoch keys passed to the script */
 
 /*
- * KEYS[1] leader, KEYS[2] epoch, KEYS[3..] the agents' recorded epochs.
- * ARGV[1] the value we hold ("" when none), ARGV[2] lease ms, ARGV[3]
- * instance, ARGV[4] api_url, ARGV[5] our floor (the highest epoch we have
- * held or learnt of). Returns {1, value} renewed, {2, value} acquired,
- * {0, holder} held by someone else.
+ * KEYS[1] leader, KEYS[2] epoch, KEYS[3] the epoch last released cleanly,
+ * KEYS[4..] the agents' recorded epochs. ARGV[1] the value we hold (""
+ * when none), ARGV[2] lease ms, ARGV[3] instance, ARGV[4] api_url, ARGV[5]
+ * our floor (the highest epoch we have held or learnt of). Returns {1,
+ * value} renewed, {2, value, incr, clean} acquired (incr: what INCR gave;
+ * clean: the previous lease was released, not lost), {0, holder} held by
+ * someone else.
  */
 static const char ctl_leader_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v and v == ARGV[1] then "
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return {1, v} end "
     "if v then return {0, v} end "
+    "local prev = redis.call('GET', KEYS[2]) "
+    "local clean = (prev and prev == redis.call('GET', KEYS[3])) and 1 or 0 "
     "local e = redis.call('INCR', KEYS[2]) "
+    "local incr = e "
     "local f = tonumber(ARGV[5]) or 0 "
     "if f >= e then e = f + 1 end "
-    "for i = 3, #KEYS do "
+    "for i = 4, #KEYS do "
     "  local a = tonumber(redis.call('GET', KEYS[i]) or '0') or 0 "
     "  if a >= e then e = a + 1 end "
     "end "
     "redis.call('SET', KEYS[2], e) "
     "local nv = ARGV[3] .. ' ' .. e .. ' ' .. ARGV[4] "
     "redis.call('SET', KEYS[1], nv, 'PX', ARGV[2]) "
-    "return {2, nv}";
+    "return {2, nv, incr, clean}";
 
-/* Delete the key only while it still holds our value. */
+/* Delete the key only while it still holds our value; ARGV[2], when not
+ * "", is our epoch, recorded in KEYS[2] as released cleanly (we grant no
+ * more heartbeats, so the next leader need not wait for our grants). */
 static const char ctl_release_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end "
+    "  return redis.call('DEL', KEYS[1]) end "
     "return 0";
 
 int
@@ -142,10 +152,14 @@ ctl_leader_seen(struct fleetd *env, const char *v)
 
 /* Fire and forget: delete the key if it is still ours. */
 static int
-ctl_leader_release(struct fleetd *env, redisCallbackFn *fn, void *priv)
+ctl_leader_release(struct fleetd *env, int clean, redisCallbackFn *fn, void *priv)
 {
-	return rlink_command(env->redis, fn, priv, "EVAL %s 1 %s %s", ctl_release_lua,
-	    CTL_LEADER_KEY, env->lead.held);
+	char epoch[24] = "";
+
+	if (clean)
+		snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)env->lead.epoch);
+	return rlink_command(env->redis, fn, priv, "EVAL %s 2 %s %s %s %s", ctl_release_lua,
+	    CTL_LEADER_KEY, CTL_RELEASED_KEY, env->lead.held, epoch);
 }
 
 static void
@@ -165,7 +179,7 @@ ctl_leader_step_down(struct fleetd *env, const char *why)
 	ctl_mig_abandon(env, why);
 	/* If the key is still ours (we only lost track of time), give it up
 	 * now so a follower need not wait for it to expire. */
-	ctl_leader_release(env, NULL, NULL);
+	ctl_leader_release(env, 0, NULL, NULL);
 	l->held[0] = '\0';
 	l->epoch = 0;
 }
@@ -235,7 +249,7 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 		log_warnx("leader lease script refused: %s", r->str);
 		return;
 	}
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING)
 		return;
 	kind = r->element[0]->integer;
@@ -245,6 +259,7 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 		/* Someone else holds it; if we thought we did, our key expired. */
 		if (l->held[0])
 			ctl_leader_step_down(env, "another instance holds the lease");
+		ctl_hb_stop_granting(env);
 		return;
 	}
 	if (kind == 1) {
@@ -254,6 +269,7 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 			return;	/* came back too late to count */
 		l->deadline_ms = until;
 		ctl_leader_arm(env);
+		ctl_hb_on_lead(env, 0, 0, 0);
 		return;
 	}
 	/* kind == 2: acquired with a fresh epoch. If we thought we held it,
@@ -265,7 +281,7 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 		/* The reply took longer than the lease: by our count it has
 		 * already ended. Give it back rather than lead on borrowed time. */
 		str_copy(l->held, v, sizeof(l->held));
-		ctl_leader_release(env, NULL, NULL);
+		ctl_leader_release(env, 0, NULL, NULL);
 		l->held[0] = '\0';
 		log_warnx("leader lease acquired too late (reply after %lld ms > lease %lld ms): "
 		    "released", (long long)(now - l->sent_ms), env->conf->leader_lease_ms);
@@ -277,6 +293,14 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 	l->since_wall_ms = clock_wall_ms();
 	l->takeovers++;
 	ctl_leader_arm(env);
+	{
+		long long incr = r->elements > 2 && r->element[2]->type == REDIS_REPLY_INTEGER ?
+		    r->element[2]->integer : 0;
+		int clean = r->elements > 3 && r->element[3]->type == REDIS_REPLY_INTEGER &&
+		    r->element[3]->integer == 1;
+
+		ctl_hb_on_lead(env, 1, incr, clean);
+	}
 	ctl_journal(env, "leader", "acquired instance=%s epoch=%llu url=%s lease_ms=%lld took_ms=%lld",
 	    l->instance, (unsigned long long)l->epoch, l->api_url, env->conf->leader_lease_ms,
 	    (long long)(now - l->sent_ms));
@@ -300,17 +324,18 @@ ctl_leader_poll(struct fleetd *env)
 	max = m->nhosts + env->conf->nregions;
 	if (max > CTL_LEADER_MAX_AGENTS)
 		max = CTL_LEADER_MAX_AGENTS;
-	argv = calloc((size_t)max + 10, sizeof(*argv));
-	lens = calloc((size_t)max + 10, sizeof(*lens));
+	argv = calloc((size_t)max + 12, sizeof(*argv));
+	lens = calloc((size_t)max + 12, sizeof(*lens));
 	if (!argv || !lens)
 		goto out;
 	snprintf(lease, sizeof(lease), "%lld", env->conf->leader_lease_ms);
-	snprintf(nkeys, sizeof(nkeys), "%d", 2 + max);
+	snprintf(nkeys, sizeof(nkeys), "%d", 3 + max);
 	argv[argc++] = "EVAL";
 	argv[argc++] = ctl_leader_lua;
 	argv[argc++] = nkeys;
 	argv[argc++] = CTL_LEADER_KEY;
 	argv[argc++] = CTL_EPOCH_KEY;
+	argv[argc++] = CTL_RELEASED_KEY;
 	{
 		/* Key names live until the command is formatted (rlink copies). */
 		char (*keys)[CTL_NAME_MAX + 24] = calloc((size_t)max + 1, sizeof(*keys));
@@ -397,9 +422,10 @@ ctl_leader_release_and_exit(struct fleetd *env)
 	struct timeval grace = { 1, 0 };
 
 	event_del(l->poll_ev);
+	ctl_hb_stop_granting(env);
 	if (ctl_leader_is(env)) {
 		l->deadline_ms = 0;	/* act no more */
-		if (ctl_leader_release(env, ctl_leader_released, env) == 0) {
+		if (ctl_leader_release(env, 1, ctl_leader_released, env) == 0) {
 			/* Should Redis not answer, leave anyway: the key expires. */
 			event_base_loopexit(env->base, &grace);
 			return;

@@ -125,6 +125,10 @@ struct ctl_host {
 	int fo_acted;		/* promotions started for this loss */
 	int64_t fo_retry_ms;	/* failed promotions tried again after this */
 	int dead;		/* lease gone and libvirt unreachable: failed over */
+	/* heartbeats (ctl_hb.c): its agent's pings to this fleetd */
+	int64_t hb_grant_until_ms;	/* mono: no promotion of its VMs before (our grant) */
+	int64_t hb_last_ts;	/* the agent's wall ms of the last ping accepted */
+	int hb_held;		/* a lease loss held off by its grant was journaled */
 	/* the fence set (ctl_standby.c): a hash of what Redis confirmed holding */
 	uint64_t fence_hash;
 	int fence_known;	/* fence_hash is what Redis has (0: write it again) */

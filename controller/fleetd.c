@@ -310,6 +310,8 @@ main(int argc, char **argv)
 	if (!env.virt)
 		fatalx("libvirt: %s", err);
 	ctl_failover_start(&env);
+	if (ctl_hb_start(&env, err, sizeof(err)) < 0)
+		fatalx("heartbeat: %s", err);
 	if (ctl_leader_start(&env, err, sizeof(err)) < 0)
 		fatalx("leader: %s", err);
 	env.api = ctl_api_start(&env, err, sizeof(err));
@@ -345,6 +347,7 @@ main(int argc, char **argv)
 	ctl_api_free(env.api);
 	rlink_free(env.redis);
 	ctl_failover_stop(&env);
+	ctl_hb_stop(&env);
 	event_free(env.tick);
 	sig_watch_free(env.sig);
 	ctl_model_free(&env.model);

@@ -71,6 +71,7 @@ struct ctl_stats {
 	double downtime_sum_s;
 	uint64_t orders_sent, acks_ok, acks_err;
 	uint64_t failovers, failovers_failed, switchovers;
+	uint64_t hb_grants, hb_refused;	/* heartbeats answered, refused (bad HMAC, old) */
 	int64_t last_failover_ms;	/* heartbeat to serving of the last failover */
 };
 
@@ -98,6 +99,11 @@ struct ctl_lead {
 	 * key, an agent's "stale epoch" refusal): a new lease starts above
 	 * it, so an epoch never goes backwards when Redis forgets its own */
 	uint64_t floor;
+	/* heartbeat grants (ctl_hb.c) */
+	uint64_t last_epoch;	/* the epoch we held last (kept after a step-down) */
+	int64_t hb_until_ms;	/* mono: we may grant until (last renewal + stall_grace) */
+	int64_t hb_wait_until_ms;	/* mono: no promotion before (grants another
+					 * instance may have given run out) */
 	struct event *poll_ev;	/* every lease/4 */
 	struct event *deadline_ev;	/* the lease's end, as we count it */
 };
@@ -139,6 +145,8 @@ struct fleetd {
 	unsigned fo_seq;
 	struct event *fo_ev;		/* lease poll */
 	int fo_mass;			/* mass lease loss journaled */
+	int hb_fd;			/* heartbeat socket, -1 when off */
+	struct event *hb_ev;
 	/* geographic policy: targets parallel to conf->regions (ctl_region.c) */
 	struct ctl_geo_target *geo_targets;
 	char (*geo_blocked)[200];	/* why a region stays off its target (journaled once) */
@@ -270,6 +278,19 @@ void ctl_standby_redis_up(struct fleetd *env);
 int ctl_protect(struct fleetd *env, const char *vm, enum ctl_protect mode, const char *region,
     char *why, size_t whylen);
 void ctl_standby_json(struct fleetd *env, const struct ctl_vm *vm, struct cJSON *o);
+
+/* ctl_hb.c: the agents' heartbeats, answered with grants while this
+ * instance leads or has led within stall_grace. */
+int ctl_hb_start(struct fleetd *env, char *err, size_t errlen);
+void ctl_hb_stop(struct fleetd *env);
+/* Promotions of host h's VMs wait: 1 with why while a grant or a
+ * takeover's wait holds them off. */
+int ctl_hb_holds(struct fleetd *env, int h, char *why, size_t whylen);
+/* The lead was acquired (incr: what pf:ctl:epoch's INCR gave; clean: its
+ * previous holder released it) or renewed. */
+void ctl_hb_on_lead(struct fleetd *env, int acquired, long long incr, int clean);
+/* Another instance holds the lead, or we release it: stop granting. */
+void ctl_hb_stop_granting(struct fleetd *env);
 
 /* ctl_failover.c: the lease watch, dead hosts, promotions. */
 void ctl_failover_start(struct fleetd *env);

@@ -150,15 +150,40 @@ nmd_fence(struct nmd *env, const char *why)
 		    (long long)(clock_mono_us() - t0));
 }
 
+/* A controller's grant still runs: 1, and the fence timer re-armed for
+ * its end (the grant may be extended meanwhile; the timer looks again). */
+static int
+nmd_grant_holds(struct nmd *env, const char *what)
+{
+	int64_t left = env->grant_until_ms - clock_mono_ms();
+	struct timeval tv;
+
+	if (left <= 0)
+		return 0;
+	if (!env->grant_held)
+		log_warnx("%s host=%s: not fencing, %s's grant (epoch %llu) runs %lld ms more: the "
+		    "leader hears us, so Redis is what is out of reach", what, env->conf.host,
+		    env->grant_from, (unsigned long long)env->grant_epoch, (long long)left);
+	env->grant_held = 1;
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	evtimer_add(env->fence_ev, &tv);
+	return 1;
+}
+
 static void
 nmd_fence_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct nmd *env = arg;
-	char why[128];
+	char why[160];
 
 	(void)fd;
 	(void)what;
-	snprintf(why, sizeof(why), "lease not renewed for %lld ms", env->conf.lease_ms);
+	if (nmd_grant_holds(env, "lease not renewed"))
+		return;
+	snprintf(why, sizeof(why), "lease not renewed for %lld ms%s", env->conf.lease_ms,
+	    env->grant_held ? " and no grant since" : "");
+	env->grant_held = 0;
 	nmd_fence(env, why);
 }
 
@@ -225,7 +250,13 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 	}
 	if (reply->element[0]->integer == 3) {
 		/* Our key expired in Redis before this renewal ran: fleetd may
-		 * be promoting our standbys now. */
+		 * be promoting our standbys now, unless its grant says not. */
+		if (env->grant_until_ms > clock_mono_ms()) {
+			log_info("lease lapsed in Redis host=%s; %s's grant holds: taking it again, "
+			    "not fencing", env->conf.host, env->grant_from);
+			env->held = 0;	/* the next renewal acquires */
+			return;
+		}
 		nmd_fence(env, "lease lapsed in Redis (the key was gone at renewal)");
 		env->lapsed = 1;
 		return;
@@ -254,6 +285,10 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 	tv.tv_sec = left / 1000;
 	tv.tv_usec = (left % 1000) * 1000;
 	evtimer_add(env->fence_ev, &tv);
+	if (env->grant_held)
+		log_info("lease renewed host=%s: Redis answers again (the grant held the fence off)",
+		    env->conf.host);
+	env->grant_held = 0;
 	if (!env->held) {
 		env->held = 1;
 		if (env->fenced) {
@@ -314,6 +349,7 @@ nmd_lease_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
+	nmd_hb_ping(arg);
 	nmd_lease_renew(arg);
 }
 
@@ -371,6 +407,7 @@ nmd_free(struct nmd *env)
 	rlink_free(env->wr);
 	nmd_orders_free(env);
 	nmd_metrics_free(env);
+	nmd_hb_free(env);
 	if (env->lease_ev)
 		event_free(env->lease_ev);
 	if (env->fence_ev)
@@ -438,6 +475,8 @@ main(int argc, char **argv)
 	env.fence_ev = evtimer_new(env.base, nmd_fence_cb, &env);
 	if (!env.sig || !env.lease_ev || !env.fence_ev || nmd_metrics_init(&env) < 0)
 		fatalx("start: out of memory");
+	if (nmd_hb_start(&env, err, sizeof(err)) < 0)
+		fatalx("start: %s", err);
 	tv.tv_sec = env.conf.lease_ms / 3 / 1000;
 	tv.tv_usec = (env.conf.lease_ms / 3 % 1000) * 1000;
 	evtimer_add(env.lease_ev, &tv);

@@ -14,6 +14,9 @@
 
 #include <net/if.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#define NMD_HB_MAX 4	/* controllers an agent pings */
 
 #include "netmigrate/nm.h"
 
@@ -40,7 +43,20 @@ struct nmd_conf {
 	char arp_form[8];	/* request, reply, both */
 	int fence;
 	char log_level[16];
+	/* heartbeats to the controllers (nmd_hb.c) */
+	char controllers[256];	/* "IP:PORT,IP:PORT"; "" = none: fence on the lease alone */
+	char hb_key[128];
+	struct sockaddr_storage hb_addr[NMD_HB_MAX];
+	socklen_t hb_len[NMD_HB_MAX];
+	int nhb;
 };
+
+/* A ping in flight: its nonce and when it left (grants count from then). */
+struct nmd_ping {
+	uint64_t nonce;
+	int64_t sent_ms;
+};
+#define NMD_PINGS 8
 
 /* An announcement burst in progress for one VM. */
 struct nmd_burst {
@@ -91,6 +107,16 @@ struct nmd {
 	uint8_t downed_macs[NMD_FENCE_MAX][6];	/* the ports the last fence took down */
 	int ndowned;
 
+	/* heartbeats (nmd_hb.c) */
+	int hb_fd;		/* -1: no controllers configured */
+	struct event *hb_ev;
+	struct nmd_ping pings[NMD_PINGS];
+	int ping_next;
+	int64_t grant_until_ms;	/* mono: a controller promised no promotion before */
+	uint64_t grant_epoch;
+	char grant_from[64];	/* the instance of the last grant */
+	int grant_held;		/* the fence was held off by a grant (logged once) */
+
 	/* orders */
 	char cursor[64];
 	int cursor_loaded;
@@ -127,6 +153,12 @@ void nmd_orders_on_link(struct nmd *env, int up);
 /* Cancel every burst (fencing, shutdown). */
 void nmd_bursts_stop(struct nmd *env);
 void nmd_orders_free(struct nmd *env);
+
+/* nmd_hb.c */
+int nmd_hb_start(struct nmd *env, char *err, size_t errlen);
+/* Ping every controller (with each lease renewal). */
+void nmd_hb_ping(struct nmd *env);
+void nmd_hb_free(struct nmd *env);
 
 /* nmd_metrics.c */
 int nmd_metrics_init(struct nmd *env);

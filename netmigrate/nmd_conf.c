@@ -12,6 +12,8 @@
 #include "common/conf.h"
 #include "common/util.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +48,46 @@ nmd_parse_form(void *field, const char *value, char *err, size_t errlen)
 	return nmd_parse_choice(field, value, c, "arp_form (request, reply, both)", err, errlen);
 }
 
+/* "IP:PORT,IP:PORT" (IPv6 as [IP]:PORT) into hb_addr. */
+static int
+nmd_conf_controllers(struct nmd_conf *c, char *err, size_t errlen)
+{
+	char list[sizeof(c->controllers)], *save = NULL;
+
+	c->nhb = 0;
+	str_copy(list, c->controllers, sizeof(list));
+	for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		char host[64];
+		int port;
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&c->hb_addr[c->nhb];
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&c->hb_addr[c->nhb];
+
+		if (c->nhb == NMD_HB_MAX) {
+			snprintf(err, errlen, "more than %d", NMD_HB_MAX);
+			return -1;
+		}
+		memset(&c->hb_addr[c->nhb], 0, sizeof(c->hb_addr[0]));
+		if (hostport_split(t, host, sizeof(host), &port) < 0 || port <= 0 || port > 65535) {
+			snprintf(err, errlen, "'%s' is not IP:PORT", t);
+			return -1;
+		}
+		if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+			a4->sin_family = AF_INET;
+			a4->sin_port = htons((uint16_t)port);
+			c->hb_len[c->nhb] = sizeof(*a4);
+		} else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+			a6->sin6_family = AF_INET6;
+			a6->sin6_port = htons((uint16_t)port);
+			c->hb_len[c->nhb] = sizeof(*a6);
+		} else {
+			snprintf(err, errlen, "'%s' is not an IP address", host);
+			return -1;
+		}
+		c->nhb++;
+	}
+	return 0;
+}
+
 #define F(m) offsetof(struct nmd_conf, m)
 
 static const struct conf_section nmd_sections[] = {
@@ -68,6 +110,8 @@ static const struct conf_key nmd_keys[] = {
 	{ "netmigrated", "dev", CONF_STR, F(dev), 0, IFNAMSIZ, NULL },
 	{ "netmigrated", "fence", CONF_BOOL, F(fence), 0, 0, NULL },
 	{ "netmigrated", "log_level", CONF_FUNC, F(log_level), 0, 0, conf_parse_log_level },
+	{ "netmigrated", "controllers", CONF_STR, F(controllers), 0, 256, NULL },
+	{ "netmigrated", "heartbeat_key", CONF_STR, F(hb_key), 0, 128, NULL },
 	{ "announce", "initial", CONF_MS, F(ann_initial_ms), 1, 100000, NULL },
 	{ "announce", "step", CONF_MS, F(ann_step_ms), 0, 100000, NULL },
 	{ "announce", "max", CONF_MS, F(ann_max_ms), 1, 100000, NULL },
@@ -120,6 +164,15 @@ nmd_conf_load(const char *path, struct nmd_conf *c, char *err, size_t errlen)
 	}
 	if (strcmp(c->role, "host") == 0 && !c->vm_bridge[0]) {
 		snprintf(err, errlen, "%s: [netmigrated] vm_bridge is required for role host", path);
+		return -1;
+	}
+	if (nmd_conf_controllers(c, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "%s: [netmigrated] controllers: %s", path, e2);
+		return -1;
+	}
+	if (c->nhb && !c->hb_key[0]) {
+		snprintf(err, errlen, "%s: [netmigrated] controllers needs heartbeat_key (the key "
+		    "fleetd checks the heartbeats with)", path);
 		return -1;
 	}
 	s = nmd_conf_sched(c);

@@ -346,6 +346,10 @@ lease = $lease
 vm_bridge = br0
 uplink = eth0
 fence = $fence
+# Heartbeats to both fleetds: in a Redis outage the leader's grants keep
+# the agent from fencing (docs/design.md, "Fencing and Redis").
+controllers = $MGMT_ROOT_IP:$HB_PORT,$MGMT_ROOT_IP:$HB_PORT_B
+heartbeat_key = $(lab_env_get PF_HB_KEY)
 
 [announce]
 initial = 50ms
@@ -368,12 +372,14 @@ agent_has_lease() {
 FLEETD=${PF_BIN:-$ROOT/build/bin}/fleetd
 API_ADDR=127.0.0.1:8480
 API_ADDR_B=127.0.0.1:8481
+HB_PORT=7791
+HB_PORT_B=7792
 
 # fleetd_conf DIR LISTEN INSTANCE: a controller's configuration from the
 # address plan. Both of the lab's fleetds share everything but their name
 # and API address: one leads, the other stands by (docs/operations.md).
 fleetd_conf() {
-	local dir=$1 listen=$2 instance=$3 h r
+	local dir=$1 listen=$2 instance=$3 hb=$4 h r
 	mkdir -p "$dir"
 	umask 077
 	{
@@ -401,6 +407,12 @@ cooldown = 30s
 poll = 100ms
 probe_timeout = 200ms
 guest_token = $(lab_env_get PF_ADMIN_TOKEN)
+heartbeat_listen = $MGMT_ROOT_IP:$hb
+heartbeat_key = $(lab_env_get PF_HB_KEY)
+heartbeat_grant = 1s
+# A Redis stall up to this long fences nothing; a new leader waits this
+# (plus a grant) before promoting standbys of a host it cannot hear.
+stall_grace = 12s
 CONF
 		# Standbys take management addresses .200-.249 of their region.
 		for r in "${REGIONS[@]}"; do
@@ -443,8 +455,8 @@ fleetd_start() {
 # Their API token is made once per lab, like Redis's password.
 fleetd_up() {
 	[ -x "$FLEETD" ] || { log "no $FLEETD: the lab runs without a controller (run make first)"; return 0; }
-	fleetd_conf "$STATE_DIR/fleetd" "$API_ADDR" fleetd-a
-	fleetd_conf "$STATE_DIR/fleetd-b" "$API_ADDR_B" fleetd-b
+	fleetd_conf "$STATE_DIR/fleetd" "$API_ADDR" fleetd-a "$HB_PORT"
+	fleetd_conf "$STATE_DIR/fleetd-b" "$API_ADDR_B" fleetd-b "$HB_PORT_B"
 	fleetd_start fleetd
 	wait_for 10 fleetd_is_leader "$API_ADDR" || die "fleetd does not take the lead (see $STATE_DIR/fleetd/fleetd.log)"
 	fleetd_start fleetd-b
@@ -482,10 +494,11 @@ lab_secret() {
 # password, the API token and the guests' admin token are made once per lab
 # and kept while the lab lives.
 lab_env_write() {
-	local pass token admin h r v
+	local pass token admin hbkey h r v
 	pass=$(lab_secret PF_REDIS_PASS)
 	token=$(lab_secret PF_API_TOKEN)
 	admin=$(lab_secret PF_ADMIN_TOKEN)
+	hbkey=$(lab_secret PF_HB_KEY)
 	mkdir -p "$LAB_DIR"
 	{
 		echo "# proxyfleet lab address plan, written by deploy/lab/lab.sh; source it."
@@ -509,6 +522,7 @@ lab_env_write() {
 		echo "PF_REDIS_PASS=$pass"
 		echo "PF_API_TOKEN=$token"
 		echo "PF_ADMIN_TOKEN=$admin"
+		echo "PF_HB_KEY=$hbkey"
 		echo "PF_API_URL=http://$API_ADDR"
 		echo "PF_API_URL_B=http://$API_ADDR_B"
 		echo "export FLEETCTL_API=http://$API_ADDR FLEETCTL_TOKEN=$token"
