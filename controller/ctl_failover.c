@@ -563,8 +563,10 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	/* Every instance follows the leases, so a new leader knows them at
-	 * once; only the leader acts on a loss. */
-	if (reply->integer != -2 || !host->fo_seen || !ctl_leader_is(env) || env->recon)
+	 * once; only the leader acts on a loss, also while it reconciles: a
+	 * reconcile may wait for a libvirt job for minutes, and the plan it
+	 * ends with leaves alone a group a promotion involves. */
+	if (reply->integer != -2 || !host->fo_seen || !ctl_leader_is(env))
 		return;
 	if (!host->fo_lost) {
 		host->fo_lost = 1;
@@ -572,8 +574,12 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 		host->fo_probed = host->fo_alive = host->fo_acted = 0;
 	}
 	if (host->fo_acted) {
-		/* Promotions that failed are tried again, now and then. */
-		if (host->dead && env->conf->fo_enable && now >= host->fo_retry_ms)
+		char why[200];
+
+		/* Promotions that failed are tried again, now and then, unless
+		 * the host heartbeats again (alive: its lease will follow). */
+		if (host->dead && env->conf->fo_enable && now >= host->fo_retry_ms &&
+		    !ctl_hb_holds(env, l->host, why, sizeof(why)))
 			ctl_fo_host(env, l->host, host->fo_alive, "retry: promotions left after a failure");
 		return;
 	}
@@ -598,6 +604,10 @@ ctl_fo_lease_cb(redisAsyncContext *ac, void *r, void *priv)
 				ctl_journal(env, "host", "lease-lost host=%s failover=held why=\"%s\"",
 				    host->conf->name, why);
 			host->hb_held = 1;
+			/* What a probe said before, and the grace, count from the end
+			 * of the hold: by then they would be stale. */
+			host->fo_probed = host->fo_alive = 0;
+			host->fo_lost_ms = now;
 			return;
 		}
 		if (host->hb_held)

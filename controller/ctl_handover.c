@@ -13,6 +13,10 @@
  *
  * Edge withdrawals always name the host the route points at: the edge
  * deletes that route only, never one a later order pointed elsewhere.
+ * Only a reconcile, which cannot know where an earlier leader pointed the
+ * route, states "routed by nobody" instead (unroute: netmigrate's /32,
+ * whatever its next hop; the edge agent's orders run in order, and no
+ * migration runs while a reconcile does).
  */
 #include "controller/ctl_handover.h"
 
@@ -25,6 +29,7 @@ static const char *const ctl_ho_ops[] = {
 	[HO_EDGE_POINT] = "announce",
 	[HO_EDGE_UNPOINT] = "withdraw",
 	[HO_WITHDRAW] = "withdraw",
+	[HO_EDGE_CLEAR] = "unroute",
 };
 
 const char *
@@ -226,6 +231,8 @@ ctl_ho_plan(const struct ctl_model *m, const struct ctl_ho_in *in, struct ctl_ho
 
 	if (p->edge && region != p->home) {
 		ctl_ho_add(p, HO_EDGE_POINT, HO_PART_EDGE, p->at, owner);
+	} else if (p->edge && in->sweep) {
+		ctl_ho_add(p, HO_EDGE_CLEAR, HO_PART_EDGE, p->at, owner);
 	} else if (p->edge) {
 		for (int i = 0; i < nwhere; i++)
 			if (m->hosts[where[i]].region != p->home)
@@ -251,10 +258,10 @@ ctl_ho_dest(const struct ctl_model *m, const struct ctl_ho_plan *p, const struct
 {
 	const struct ctl_conf_host *hc = m->hosts[o->host].conf;
 
-	if (o->op == HO_EDGE_POINT || o->op == HO_EDGE_UNPOINT) {
+	if (o->op == HO_EDGE_POINT || o->op == HO_EDGE_UNPOINT || o->op == HO_EDGE_CLEAR) {
 		d->agent = m->conf->regions[p->home].edge;
 		d->dev = NULL;
-		d->via = hc->address;
+		d->via = o->op == HO_EDGE_CLEAR ? NULL : hc->address;
 	} else {
 		d->agent = hc->name;
 		d->dev = hc->bridge;

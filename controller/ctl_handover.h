@@ -26,6 +26,7 @@ enum ctl_ho_op {
 	HO_EDGE_POINT,	/* home edge: IP/32 via the host */
 	HO_EDGE_UNPOINT,	/* home edge: delete IP/32 via the host (that route only) */
 	HO_WITHDRAW,	/* host agent: stop announcing, delete routes and neighbours */
+	HO_EDGE_CLEAR,	/* home edge: delete netmigrate's IP/32 whatever its next hop */
 };
 
 /* Which part of the handover an order is: the owner's own announcement,
@@ -51,6 +52,8 @@ struct ctl_ho_in {
 	const int *held;	/* hosts that may hold routes for the IPs (where a VM
 				 * ran, where a job was): cleaned, except the owner's */
 	int nheld;
+	int sweep;		/* where the edge's route points is not known (a
+				 * reconcile): an owner at home clears it, whatever it is */
 };
 
 struct ctl_ho_plan {

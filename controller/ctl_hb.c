@@ -183,16 +183,21 @@ ctl_hb_on_lead(struct fleetd *env, int acquired, long long incr, int clean)
 		 * nobody else has acquired since our last lease, or the last
 		 * holder released the lease (it stopped granting then: only its
 		 * last grants run on). */
-		if (l->last_epoch && (unsigned long long)incr == l->last_epoch + 1) {
-			l->hb_wait_until_ms = 0;
-		} else if (clean) {
-			l->hb_wait_until_ms = now + env->conf->hb_grant_ms + CTL_HB_MARGIN_MS;
-		} else {
-			l->hb_wait_until_ms = now + env->conf->hb_stall_ms + env->conf->hb_grant_ms +
+		int64_t until;
+
+		if (l->last_epoch && (unsigned long long)incr == l->last_epoch + 1)
+			until = 0;
+		else if (clean)
+			until = now + env->conf->hb_grant_ms + CTL_HB_MARGIN_MS;
+		else
+			until = now + env->conf->hb_stall_ms + env->conf->hb_grant_ms +
 			    CTL_HB_MARGIN_MS;
+		/* Never shortened: a wait begun under an earlier lease still
+		 * covers grants given before it. */
+		if (until > l->hb_wait_until_ms) {
+			l->hb_wait_until_ms = until;
 			log_info("leader waits %lld ms before any promotion: another instance may have "
-			    "granted heartbeats until then (stall_grace + heartbeat_grant)",
-			    (long long)(l->hb_wait_until_ms - now));
+			    "granted heartbeats until then", (long long)(until - now));
 		}
 	}
 	if (l->epoch)

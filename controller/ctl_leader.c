@@ -152,14 +152,21 @@ ctl_leader_seen(struct fleetd *env, const char *v)
 
 /* Fire and forget: delete the key if it is still ours. */
 static int
-ctl_leader_release(struct fleetd *env, int clean, redisCallbackFn *fn, void *priv)
+ctl_leader_release_value(struct fleetd *env, const char *value, int clean, redisCallbackFn *fn,
+    void *priv)
 {
 	char epoch[24] = "";
 
 	if (clean)
 		snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)env->lead.epoch);
 	return rlink_command(env->redis, fn, priv, "EVAL %s 2 %s %s %s %s", ctl_release_lua,
-	    CTL_LEADER_KEY, CTL_RELEASED_KEY, env->lead.held, epoch);
+	    CTL_LEADER_KEY, CTL_RELEASED_KEY, value, epoch);
+}
+
+static int
+ctl_leader_release(struct fleetd *env, int clean, redisCallbackFn *fn, void *priv)
+{
+	return ctl_leader_release_value(env, env->lead.held, clean, fn, priv);
 }
 
 static void
@@ -185,14 +192,16 @@ ctl_leader_step_down(struct fleetd *env, const char *why)
 }
 
 void
-ctl_leader_stale(struct fleetd *env, const char *agent, uint64_t theirs)
+ctl_leader_stale(struct fleetd *env, const char *agent, uint64_t ours, uint64_t theirs)
 {
 	struct ctl_lead *l = &env->lead;
 	char why[160];
 
 	if (theirs > l->floor)
 		l->floor = theirs;
-	if (!l->held[0] || theirs < l->epoch)
+	/* An order from an earlier lease of ours, run after the agent learnt
+	 * the current one, is refused rightly: nothing to do. */
+	if (!l->held[0] || ours != l->epoch || theirs < l->epoch)
 		return;
 	/* An agent has seen our epoch or a later one from someone else: Redis
 	 * lost pf:ctl:epoch (restarted empty, a replica promoted) and handed
@@ -256,6 +265,18 @@ ctl_leader_reply(redisAsyncContext *ac, void *reply, void *priv)
 	v = r->element[1]->str;
 	ctl_leader_seen(env, v);
 	if (kind == 0) {
+		/* The key names this instance but not the value we hold: an
+		 * acquisition Redis ran after our link dropped its reply (a
+		 * script queued during a stall). Nobody leads under it: give it
+		 * back, and take the lease afresh at the next poll. */
+		if (strcmp(l->seen_id, l->instance) == 0 && (!l->held[0] || strcmp(v, l->held))) {
+			log_warnx("leader key holds this instance's '%.60s' from a reply that was lost: "
+			    "released, to be taken afresh", v);
+			if (l->held[0])
+				ctl_leader_step_down(env, "the key holds another value of ours");
+			ctl_leader_release_value(env, v, 0, NULL, NULL);
+			return;
+		}
 		/* Someone else holds it; if we thought we did, our key expired. */
 		if (l->held[0])
 			ctl_leader_step_down(env, "another instance holds the lease");

@@ -147,7 +147,7 @@ ctl_ack_entry(struct fleetd *env, redisReply *fields)
 			ctl_order_finish(w, ok, error, took);
 			/* After the completion: stepping down fails what still waits. */
 			if (!ok && sscanf(error, "stale epoch %llu < %llu", &ours, &theirs) == 2)
-				ctl_leader_stale(env, agent, theirs);
+				ctl_leader_stale(env, agent, ours, theirs);
 			return;
 		}
 	}

@@ -444,6 +444,10 @@ ctl_recon_see(struct fleetd *env, struct ctl_recon_scan *s, struct ctl_vm *vm,
 		vm->state = VM_PAUSED;	/* a source left paused: it serves nobody */
 	} else if (shutoff) {
 		vm->state = VM_SHUTOFF;
+	} else if (vm->host >= 0 && vm->host < s->nhosts && s->host_ok[vm->host]) {
+		/* Listed nowhere, its host answered: gone, not an owner (the
+		 * next listing removes it). */
+		vm->state = VM_UNKNOWN;
 	}
 }
 
@@ -456,7 +460,7 @@ ctl_recon_group(struct fleetd *env, struct ctl_vm *vm, struct ctl_recon_seen *se
 	struct ctl_model *m = &env->model;
 	struct ctl_recon_seen *sv = &seen[ctl_recon_index(m, vm->name)];
 	struct ctl_recon_seen all = { .nheld = 0 };
-	struct ctl_ho_in in = { .vm = vm, .at = sv->live[0] };
+	struct ctl_ho_in in = { .vm = vm, .at = sv->live[0], .sweep = 1 };
 	struct ctl_ho_plan plan;
 	char what[600] = "", fenced[200] = "";
 	size_t fn = 0;
@@ -581,8 +585,11 @@ ctl_recon_on_scan(void *arg)
 		r->thread_running = 0;
 	}
 	waited = clock_mono_ms() - r->t0;
+	/* A host whose libvirt does not answer is waited for while its agent
+	 * holds its lease (it may be restarting); one without a lease is
+	 * dead or cut off, and the failover watch, not the reconcile, acts. */
 	for (int h = 0; h < s->nhosts; h++)
-		hosts_missing += !s->host_ok[h];
+		hosts_missing += !s->host_ok[h] && env->model.hosts[h].lease_ok;
 	for (int i = 0; i < s->ndoms; i++) {
 		struct ctl_recon_dom *d = &s->doms[i];
 

@@ -303,10 +303,10 @@ struct cJSON *ctl_failover_json(struct fleetd *env);
 int ctl_leader_start(struct fleetd *env, char *err, size_t errlen);
 /* Leader now, by the clock (a process that was stopped knows at once). */
 int ctl_leader_is(const struct fleetd *env);
-/* Agent refused an order as "stale epoch ours < theirs": raise the floor
- * and, when it refused the epoch we lead with, step down and lead again
- * above it. */
-void ctl_leader_stale(struct fleetd *env, const char *agent, uint64_t theirs);
+/* Agent refused an order of epoch ours as "stale epoch ours < theirs":
+ * raise the floor and, when ours is the epoch we lead with now (not an
+ * order left from before), step down and lead again above theirs. */
+void ctl_leader_stale(struct fleetd *env, const char *agent, uint64_t ours, uint64_t theirs);
 /* The leader's API URL as last seen, or NULL when unknown or ourselves. */
 const char *ctl_leader_url(const struct fleetd *env);
 /* Poll the lease now (after Redis comes back). */

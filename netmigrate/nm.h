@@ -177,7 +177,7 @@ int nm_proxy_del(struct nm_ctx *ctx, const struct nm_ip *ip, const char *dev, ch
 #define NM_ORDER_MAX_IPS 256
 #define NM_ID_MAX 64
 
-enum nm_op { NM_OP_PREPARE, NM_OP_ANNOUNCE, NM_OP_WITHDRAW, NM_OP_FENCE, NM_OP_UNFENCE };
+enum nm_op { NM_OP_PREPARE, NM_OP_ANNOUNCE, NM_OP_WITHDRAW, NM_OP_FENCE, NM_OP_UNFENCE, NM_OP_UNROUTE };
 
 /* One handover order, as carried by pf:host:<host>:orders. */
 struct nm_order {

@@ -33,6 +33,8 @@ nm_op_name(enum nm_op op)
 		return "fence";
 	case NM_OP_UNFENCE:
 		return "unfence";
+	case NM_OP_UNROUTE:
+		return "unroute";
 	}
 	return "?";
 }
@@ -127,9 +129,11 @@ nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err, s
 				o->op = NM_OP_FENCE;
 			else if (strcmp(v, "unfence") == 0)
 				o->op = NM_OP_UNFENCE;
+			else if (strcmp(v, "unroute") == 0)
+				o->op = NM_OP_UNROUTE;
 			else {
 				snprintf(err, errlen, "unknown op '%.40s' (prepare, announce, withdraw, "
-				    "fence, unfence)", v);
+				    "fence, unfence, unroute)", v);
 				return -1;
 			}
 			have_op = 1;

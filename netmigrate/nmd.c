@@ -47,7 +47,9 @@
 /*
  * KEYS[1] lease, KEYS[2] fence set, KEYS[3] our recorded epoch.
  * ARGV[1] the token to hold it with, ARGV[2] lease ms, ARGV[3] "renew" or
- * "acquire", ARGV[4] (acquire) our last token, ARGV[5] our epoch.
+ * "acquire", ARGV[4] (acquire) our last token, ARGV[5] our epoch, ARGV[6]
+ * (acquire) the token of an attempt whose reply was lost ("" none): a key
+ * holding it is ours, set when the lease had lapsed (kept 0).
  * A renewal only extends our own key: it never creates one, so a renewal
  * that Redis runs late, after the key expired, cannot make it look as if
  * it never lapsed ({3}: lapsed). An acquisition takes an absent key (kept
@@ -62,7 +64,7 @@ static const char nmd_lease_lua[] =
     "if ARGV[3] == 'renew' then "
     "  if v == false then return {3} end "
     "  if v ~= ARGV[1] then return {0} end "
-    "elseif v == false then kept = 0 "
+    "elseif v == false or (ARGV[6] ~= '' and v == ARGV[6]) then kept = 0 "
     "elseif ARGV[4] == '' or v ~= ARGV[4] then return {0} end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
     "local e = tonumber(redis.call('GET', KEYS[3]) or '0') or 0 "
@@ -237,6 +239,8 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 
 	(void)ac;
 	env->renewing = 0;
+	if (!reply && env->acquiring)	/* Redis may have run it: that key is ours */
+		str_copy(env->lost_try, env->try_token, sizeof(env->lost_try));
 	if (!reply || env->stopping)
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
@@ -272,6 +276,7 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 	env->other_holder = 0;
 	if (!env->held)
 		str_copy(env->token, env->try_token, sizeof(env->token));	/* the key holds it */
+	env->lost_try[0] = '\0';
 	if (reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer != 1)
 		env->lapsed = 1;
 	nmd_fence_set(env, reply->element[1], reply->element[3]->type == REDIS_REPLY_INTEGER &&
@@ -336,9 +341,10 @@ nmd_lease_renew(struct nmd *env)
 		    (long long)clock_wall_ms(), (int)getpid(), ++env->token_seq);
 		tok = env->try_token;
 	}
-	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 3 %s %s %s %s %s %s %s %s",
+	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 3 %s %s %s %s %s %s %s %s %s",
 	    nmd_lease_lua, env->k_lease, env->k_fence, env->k_epoch, tok, lease,
-	    env->held ? "renew" : "acquire", env->token, epoch) == 0) {
+	    env->held ? "renew" : "acquire", env->token, epoch, env->lost_try) == 0) {
+		env->acquiring = !env->held;
 		env->renewing = 1;
 		env->renew_sent_ms = clock_mono_ms();
 	}

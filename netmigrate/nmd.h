@@ -87,6 +87,8 @@ struct nmd {
 	struct rlink *rd;	/* XREAD BLOCK on the order stream */
 	char token[64];		/* the lease key's value while we hold it ("" never held) */
 	char try_token[64];	/* the value an acquisition in flight sets */
+	char lost_try[64];	/* an acquisition whose reply was lost: Redis may hold it */
+	int acquiring;		/* the script in flight acquires (not renews) */
 	unsigned token_seq;
 	char k_lease[160], k_metrics[160], k_orders[160], k_cursor[160], k_fence[160];
 	char k_epoch[160];

@@ -29,7 +29,7 @@ static void
 nmd_hb_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct nmd *env = arg;
-	char buf[HB_MAX + 1], why[160];
+	char buf[HB_MAX + 1], why[160] = "";
 	struct hb_msg m;
 	ssize_t n;
 
@@ -49,12 +49,14 @@ nmd_hb_read(evutil_socket_t fd, short what, void *arg)
 		if (!p->sent_ms || p->nonce != m.nonce)
 			continue;
 		until = p->sent_ms + m.grant_ms;
-		p->sent_ms = 0;	/* one grant per ping */
 		if (m.epoch < env->epoch) {
+			/* An older leader still in its stall grace: the current one
+			 * may answer the same ping. */
 			log_debug("grant from=%s ignored: epoch %llu < %llu", m.instance,
 			    (unsigned long long)m.epoch, (unsigned long long)env->epoch);
 			return;
 		}
+		p->sent_ms = 0;	/* one grant per ping */
 		if (strcmp(m.instance, env->grant_from) != 0 || m.epoch != env->grant_epoch)
 			log_info("heartbeats granted by=%s epoch=%llu grant_ms=%lld", m.instance,
 			    (unsigned long long)m.epoch, (long long)m.grant_ms);

@@ -34,6 +34,7 @@
  *   edge: prepare  checks the order (nothing to install ahead)
  *         announce route IP/32 via <via> (replace: the re-pointing)
  *         withdraw delete IP/32 via <via> (required: that route only)
+ *         unroute  delete netmigrate's IP/32 whatever its next hop (no via)
  */
 #include "netmigrate/nmd.h"
 #include "common/log.h"
@@ -225,6 +226,17 @@ nmd_exec(struct nmd *env, const struct nm_order *o, char *detail, size_t dlen, c
 			n = nm_plan_unpoint(env->nm, o, dev, err, errlen);
 			snprintf(detail, dlen, "routes=%d", n);
 			return n < 0 ? -1 : 0;
+		case NM_OP_UNROUTE:
+			/* "Routed by nobody": netmigrate's /32 goes whatever its next
+			 * hop (the reconcile's statement when the owner is home and
+			 * where an earlier order pointed it is not known). */
+			if (o->has_via) {
+				snprintf(err, errlen, "unroute takes no 'via' (withdraw names one)");
+				return -1;
+			}
+			n = nm_plan_unpoint(env->nm, o, dev, err, errlen);
+			snprintf(detail, dlen, "routes=%d", n);
+			return n < 0 ? -1 : 0;
 		case NM_OP_FENCE:
 		case NM_OP_UNFENCE:
 			snprintf(err, errlen, "%s is a host order (the edge carries no VM)",
@@ -258,6 +270,9 @@ nmd_exec(struct nmd *env, const struct nm_order *o, char *detail, size_t dlen, c
 		n = nm_plan_withdraw(env->nm, o, dev, err, errlen);
 		snprintf(detail, dlen, "routes=%d", n);
 		return n < 0 ? -1 : 0;
+	case NM_OP_UNROUTE:
+		snprintf(err, errlen, "unroute is an edge order");
+		return -1;
 	case NM_OP_FENCE:
 	case NM_OP_UNFENCE:
 		/* A planned switchover silences the old primary before the

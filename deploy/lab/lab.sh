@@ -21,6 +21,7 @@
 #
 # usage: lab.sh up|down|status|env|cpu [SECONDS]
 #        lab.sh kill-host|revive-host|isolate|rejoin HOST   (failure drills)
+#        lab.sh redis-restart | agent-restart HOST|edge     (control-plane drills)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -64,7 +65,9 @@ var_name() { echo "${1//-/_}"; }
 state_add() { mkdir -p "$STATE_DIR"; echo "$*" >>"$STATE"; }
 
 # pid_start PID: the process's start time (field 22 of /proc/PID/stat).
-pid_start() { awk '{sub(/^.*\) /, ""); print $20}' "/proc/$1/stat" 2>/dev/null; }
+# A zombie (killed, not reaped yet: the lab's daemons are nobody's child)
+# has no start time here: it no longer runs.
+pid_start() { awk '{sub(/^.*\) /, ""); if ($1 != "Z") print $20}' "/proc/$1/stat" 2>/dev/null; }
 
 # pid_is PID START: true when PID is alive and is the very process recorded.
 pid_is() { [ -n "$1" ] && [ "$(pid_start "$1")" = "$2" ]; }
@@ -799,9 +802,35 @@ cmd_rejoin() {
 	log "host $1 rejoined"
 }
 
+# cmd_redis_restart: Redis killed (-9) and started again. The lab's Redis
+# keeps nothing on disk, so it comes back empty, as a Redis without
+# persistence or a promoted replica that missed writes does (a fault drill).
+cmd_redis_restart() {
+	local pid
+	pid=$(state_pid redis) || die "no redis"
+	kill -KILL "$pid"
+	wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || die "redis $pid does not die"
+	redis_up
+	log "redis restarted empty (was pid $pid)"
+}
+
+# cmd_agent_restart NAME: the agent of host NAME (or the edge) killed (-9)
+# and started again, as a crash and a supervisor's restart would.
+cmd_agent_restart() {
+	local name=$1 pid ns role=host
+	pid=$(state_pid "netmigrated-$name") || die "no agent $name"
+	if [ "$name" = edge ]; then ns=$EDGE_NS role=edge; else ns=$(host_netns "$name"); fi
+	kill -KILL "$pid"
+	wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || die "agent $pid does not die"
+	agent_up "$name" "$ns" "$role"
+	log "agent $name restarted (was pid $pid)"
+}
+
 main() {
 	case "${1:-}" in
 	kill-host) cmd_kill_host "${2:?host}" ;;
+	redis-restart) cmd_redis_restart ;;
+	agent-restart) cmd_agent_restart "${2:?host or edge}" ;;
 	revive-host) cmd_revive_host "${2:?host}" ;;
 	isolate) cmd_isolate "${2:?host}" ;;
 	rejoin) cmd_rejoin "${2:?host}" ;;
@@ -812,7 +841,7 @@ main() {
 	cpu) cmd_cpu "${2:-10}" ;;
 	_host-mounts) host_mounts "$2" ;;
 	_fleetd-start) fleetd_start "$2" ;;
-	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]|kill-host H|revive-host H|isolate H|rejoin H" ;;
+	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]|kill-host H|revive-host H|isolate H|rejoin H|redis-restart|agent-restart H|edge" ;;
 	esac
 }
 

@@ -98,6 +98,29 @@ t_probe_back() {
 	[ "$(tail -n "$n" "$1" 2>/dev/null | grep -c ' ok')" -eq "$n" ]
 }
 
+# t_probe_start NAME IP: a client in the lab's client namespace probes the
+# proxy at IP:3128 (pfprobe, a new connection every 20 ms, each result
+# written to $T_TMP/probe-NAME.log as it ends), and gets through first.
+declare -A T_PROBES
+t_probe_start() {
+	ip netns exec pf-client "$PF_BIN/pfprobe" -s 600 -l "$T_TMP/probe-$1.log" "$2" 3128 \
+		"$PF_ORIGIN_URL" >"$T_TMP/probe-$1.out" 2>&1 &
+	T_PROBES[$1]=$!
+	t_defer "kill ${T_PROBES[$1]} 2>/dev/null"
+	t_wait 30 t_probe_through "$T_TMP/probe-$1.log" || t_fail "client probes get through ($1)"
+}
+# t_probe_stop NAME: once the client has been served again for 25 probes
+# (0.5 s), the probe stops; T_PROBE_LINE is its summary, T_OUTAGE its
+# longest outage (ms), T_FAILED its failed probes.
+t_probe_stop() {
+	t_wait 30 t_probe_back "$T_TMP/probe-$1.log" 25
+	kill -TERM "${T_PROBES[$1]}"
+	wait "${T_PROBES[$1]}"
+	T_PROBE_LINE=$(cat "$T_TMP/probe-$1.out")
+	T_OUTAGE=$(sed -n 's/.*outage_ms=\([0-9]*\).*/\1/p' <<<"$T_PROBE_LINE")
+	T_FAILED=$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<<"$T_PROBE_LINE")
+}
+
 t_need_root() {
 	if [ "$(id -u)" -ne 0 ]; then
 		t_skip "$(basename "$0")" "needs root"

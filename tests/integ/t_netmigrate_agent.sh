@@ -224,6 +224,13 @@ t_eq "... the route via the host it points at is kept" "ok|10.78.40.162 via 10.7
 eorder id e-4 op withdraw vm px-9 ips 10.78.40.162 via 10.78.41.11
 t_check "edge: withdraw via that host acknowledged" t_wait 10 has_ack e-4
 t_eq "... and that removes it" "ok|" "$(ack_field e-4 status)|$(route_of 10.78.40.162)"
+eorder id e-5 op announce vm px-9 ips 10.78.40.162 via 10.78.41.11
+eorder id e-6 op unroute vm px-9 ips 10.78.40.162 via 10.78.41.11
+eorder id e-7 op unroute vm px-9 ips 10.78.40.162
+t_check "edge: unroute orders acknowledged" t_wait 10 has_ack e-7
+t_eq "... unroute naming a via is refused (withdraw names one)" \
+	"error|unroute takes no 'via' (withdraw names one)" "$(ack_field e-6 status)|$(ack_field e-6 error)"
+t_eq "... without: netmigrate's /32 goes, whatever its next hop" "ok|" "$(ack_field e-7 status)|$(route_of 10.78.40.162)"
 kill -TERM $EDGE; wait $EDGE; rc=$?
 t_eq "edge agent: clean exit" 0 $rc
 t_check "edge agent: no sanitizer reports" bash -c "! grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error' $T_TMP/edge.log"

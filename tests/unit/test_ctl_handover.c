@@ -51,7 +51,7 @@ ho_str(struct fx *f, const struct ctl_ho_plan *p)
 	buf[0] = '\0';
 	for (int i = 0; i < p->n; i++) {
 		const struct ctl_ho_order *o = &p->o[i];
-		int edge = o->op == HO_EDGE_POINT || o->op == HO_EDGE_UNPOINT;
+		int edge = o->op == HO_EDGE_POINT || o->op == HO_EDGE_UNPOINT || o->op == HO_EDGE_CLEAR;
 
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s%s@%s(%s)", n ? " " : "",
 		    edge ? "edge-" : "", ctl_ho_op_name(o->op), f->m.hosts[o->host].conf->name,
@@ -192,6 +192,32 @@ t_cutover_and_cutback(void **state)
 	fx_free(f);
 }
 
+/* A reconcile cannot know where an earlier leader pointed the edge's
+ * route: a home owner's plan clears it whatever it is; away, it points. */
+static void
+t_reconcile_sweep(void **state)
+{
+	struct fx *f = ho_fleet();
+	struct ctl_vm *p = ho_vm(f, "px-8", 0, ROLE_PRIMARY, IP);
+	struct ctl_ho_in in = { .vm = p, .at = 0, .sweep = 1 };
+	struct ctl_ho_plan plan;
+	struct ctl_ho_dest d;
+
+	(void)state;
+	ho_vm(f, "px-8-s1", 1, ROLE_STANDBY, IP);
+	ctl_ho_plan(&f->m, &in, &plan);
+	assert_string_equal(ho_str(f, &plan),
+	    "announce@eu-1(px-8) edge-unroute@eu-1(px-8) withdraw@eu-2(px-8-s1)");
+	ctl_ho_dest(&f->m, &plan, &plan.o[1], &d);
+	assert_string_equal(d.agent, "edge-eu");
+	assert_null(d.via);
+	in.at = 2;
+	ctl_ho_plan(&f->m, &in, &plan);
+	assert_string_equal(ho_str(f, &plan),
+	    "announce@us-1(px-8) edge-announce@us-1(px-8) withdraw@eu-2(px-8-s1)");
+	fx_free(f);
+}
+
 /* A standby being moved owns nothing: no orders of its own. */
 static void
 t_standby_moving(void **state)
@@ -292,6 +318,7 @@ main(void)
 		cmocka_unit_test(t_doubled_bound_wins),
 		cmocka_unit_test(t_cutover_and_cutback),
 		cmocka_unit_test(t_standby_moving),
+		cmocka_unit_test(t_reconcile_sweep),
 		cmocka_unit_test(t_promotion),
 		cmocka_unit_test(t_dest),
 		cmocka_unit_test(t_shares_and_no_ips),
