@@ -511,6 +511,58 @@ ctl_recon_group(struct fleetd *env, struct ctl_vm *vm, struct ctl_recon_seen *se
 	return 1;
 }
 
+void
+ctl_recon_found(struct fleetd *env, struct ctl_vm *vm)
+{
+	struct ctl_ho_in in = { .vm = vm, .at = vm->host, .sweep = 1 };
+	struct ctl_ho_plan plan;
+	char what[600] = "";
+
+	if (!ctl_leader_is(env) || env->recon || vm->state != VM_RUNNING || vm->host < 0 ||
+	    vm->migration || vm->failover)
+		return;
+	if (ctl_ho_plan(&env->model, &in, &plan) == 0 || plan.owner != vm)
+		return;	/* a standby, a replaced copy: nothing of its own to carry */
+	for (int i = 0; i < plan.n; i++) {
+		struct ctl_ho_dest d;
+
+		ctl_ho_dest(&env->model, &plan, &plan.o[i], &d);
+		ctl_recon_order(env, plan.o[i].vm, d.agent, ctl_ho_op_name(plan.o[i].op), d.dev, d.via,
+		    what, sizeof(what));
+	}
+	ctl_journal(env, "vm", "network vm=%s on=%s why=\"found running\" orders=%s", vm->name,
+	    env->model.hosts[vm->host].conf->name, what);
+}
+
+void
+ctl_recon_vanished(struct fleetd *env, struct ctl_vm *vm)
+{
+	const struct ctl_conf_host *hc;
+	int home;
+	char what[300] = "";
+
+	if (!ctl_leader_is(env) || env->recon || vm->state != VM_RUNNING || vm->host < 0 ||
+	    vm->migration || vm->failover || vm->meta.role != ROLE_PRIMARY || vm->meta.nips == 0)
+		return;
+	/* Another copy of its IPs runs on that host (a promoted standby): the
+	 * routes there are that copy's now. */
+	for (int i = 0; i < env->model.nvms; i++) {
+		const struct ctl_vm *o = env->model.vms[i];
+
+		if (o != vm && o->host == vm->host && o->state == VM_RUNNING && ctl_ho_shares(o, vm))
+			return;
+	}
+	/* Its routes where it ran, and the edge's /32 towards that host. */
+	hc = env->model.hosts[vm->host].conf;
+	home = ctl_ho_home(&env->model, vm);
+	ctl_recon_order(env, vm, hc->name, "withdraw", hc->bridge, NULL, what, sizeof(what));
+	if (home >= 0 && env->conf->regions[home].edge[0] && env->model.hosts[vm->host].region != home)
+		ctl_recon_order(env, vm, env->conf->regions[home].edge, "withdraw", NULL, hc->address,
+		    what, sizeof(what));
+	ctl_journal(env, "vm", "network vm=%s on=%s why=\"vanished\" orders=%s", vm->name,
+	    hc->name, what);
+}
+
 static void
 ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, int timed_out)
 {

@@ -102,10 +102,12 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 		}
 		if (vm->host == host)
 			vm->seen_ms = gen;
-		if (was_new)
+		if (was_new) {
 			ctl_journal(env, "vm", "found vm=%s host=%s state=%s role=%s ips=%d", vm->name,
 			    m->hosts[host].conf->name, ctl_vm_state_name(vm->state),
 			    meta.role == ROLE_STANDBY ? "standby" : "primary", meta.nips);
+			ctl_recon_found(env, vm);
+		}
 	}
 	/* VMs this host had and no longer lists: gone (unless moving). */
 	for (int i = 0; i < m->nvms; i++) {
@@ -114,6 +116,7 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 		if (vm->host == host && vm->seen_ms != gen && !vm->migration) {
 			ctl_journal(env, "vm", "vanished vm=%s host=%s", vm->name,
 			    m->hosts[host].conf->name);
+			ctl_recon_vanished(env, vm);
 			ctl_vm_remove(m, vm);
 			i--;
 		}

@@ -321,6 +321,11 @@ struct cJSON *ctl_leader_json(struct fleetd *env);
 void ctl_recon_start(struct fleetd *env);
 /* Stop and join the scanning thread (step-down, shutdown). */
 void ctl_recon_stop(struct fleetd *env);
+/* A VM that appeared running (started outside fleetd), or that vanished:
+ * the network of its group is made to match at once, as a reconcile
+ * would (leader only, not while a reconcile runs). */
+void ctl_recon_found(struct fleetd *env, struct ctl_vm *vm);
+void ctl_recon_vanished(struct fleetd *env, struct ctl_vm *vm);
 
 /* ctl_mig.c: a leader that steps down gives up its migrations' records
  * (the libvirt jobs run on; the next leader reconciles). */

@@ -102,9 +102,10 @@ nmd_reload(void *arg)
 		return;
 	}
 	if (strcmp(c.host, env->conf.host) || strcmp(c.role, env->conf.role) ||
-	    strcmp(c.redis, env->conf.redis) || c.lease_ms != env->conf.lease_ms) {
-		log_warnx("reload: host, role, redis and lease change only on restart; "
-		    "keeping the old configuration");
+	    strcmp(c.redis, env->conf.redis) || c.lease_ms != env->conf.lease_ms ||
+	    strcmp(c.controllers, env->conf.controllers) || strcmp(c.hb_key, env->conf.hb_key)) {
+		log_warnx("reload: host, role, redis, lease, controllers and heartbeat_key change "
+		    "only on restart; keeping the old configuration");
 		return;
 	}
 	env->conf = c;
