@@ -75,7 +75,14 @@ if ! t_check "live migration eu-1 -> eu-2" $VM migrate eu-1 eu-2 $VMID ||
 	t_diag "eu-1 ports: $(ip -n pf-eu-1 -br link show master br0 2>&1 | paste -sd';' -)"
 	for h in eu-1 eu-2; do
 		t_diag "agent $h: $(tail -n 6 $STATE_DIR/agents/$h/netmigrated.log 2>&1 | paste -sd'|' -)"
+		t_diag "$h iptables: $(ip netns exec pf-$h iptables -S 2>&1 | paste -sd';' -)"
+		t_diag "$h libvirtd: $(tail -n 5 $STATE_DIR/hosts/$h/libvirtd.log 2>&1 | paste -sd'|' -)"
 	done
+	# Seen again under ASan (2026-12-02): "... Connection timed out", with
+	# eu-1's neighbour entry right and ping working: is TCP to eu-2 itself
+	# the trouble, and does anything listen for the copy there?
+	t_diag "eu-2 listening 49152-49215: $(ip netns exec pf-eu-2 ss -ltn 2>&1 | awk '$4 ~ /:492[0-9][0-9]$|:491[5-9][0-9]$/' | paste -sd';' -)"
+	t_diag "eu-1 -> eu-2 TCP 16509 (libvirtd): $(ip netns exec pf-eu-1 timeout 3 bash -c '</dev/tcp/10.77.1.12/16509' 2>&1 && echo connects)"
 fi
 mig_ms=$((($(date +%s%N) - t0) / 1000000))
 # Until the client has been served again for a while (25 requests).
