@@ -415,7 +415,7 @@ heartbeat_key = $(lab_env_get PF_HB_KEY)
 heartbeat_grant = 1s
 # A Redis stall up to this long fences nothing; a new leader waits this
 # (plus a grant) before promoting standbys of a host it cannot hear.
-stall_grace = 12s
+stall_grace = 15s
 CONF
 		# Standbys take management addresses .200-.249 of their region.
 		for r in "${REGIONS[@]}"; do
