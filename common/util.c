@@ -3,9 +3,12 @@
  */
 #include "common/util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 size_t
 str_copy(char *dst, const char *src, size_t dstsize)
@@ -90,4 +93,30 @@ hostport_split(const char *s, char *host, size_t hostlen, int *port)
 	host[hl] = '\0';
 	*port = (int)p;
 	return 0;
+}
+
+int
+sockaddr_parse(const char *s, struct sockaddr_storage *ss, unsigned *len)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	char host[64];
+	int port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (hostport_split(s, host, sizeof(host), &port) < 0)
+		return -1;
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	return -1;
 }

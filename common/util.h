@@ -60,4 +60,9 @@ int str_hexval(char c);
  * 1..65535. 0, or -1 when s is not of that form. */
 int hostport_split(const char *s, char *host, size_t hostlen, int *port);
 
+struct sockaddr_storage;
+/* "IP:PORT" or "[IPV6]:PORT" (numeric, no DNS) into ss and its length: 0,
+ * or -1 when s is not of that form. */
+int sockaddr_parse(const char *s, struct sockaddr_storage *ss, unsigned *len);
+
 #endif

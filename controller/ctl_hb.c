@@ -116,35 +116,21 @@ ctl_hb_read(evutil_socket_t fd, short what, void *arg)
 int
 ctl_hb_start(struct fleetd *env, char *err, size_t errlen)
 {
-	char host[64];
-	int port, one = 1;
+	int one = 1;
 	struct sockaddr_storage ss;
-	socklen_t sl;
+	unsigned sl;
 
 	env->hb_fd = -1;
 	if (!env->conf->hb_listen[0])
 		return 0;
-	memset(&ss, 0, sizeof(ss));
-	if (hostport_split(env->conf->hb_listen, host, sizeof(host), &port) < 0) {
+	if (sockaddr_parse(env->conf->hb_listen, &ss, &sl) < 0) {
 		snprintf(err, errlen, "heartbeat_listen '%s': not IP:PORT", env->conf->hb_listen);
-		return -1;
-	}
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-		sl = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-		sl = sizeof(struct sockaddr_in6);
-	} else {
-		snprintf(err, errlen, "heartbeat_listen '%s': not an IP address", host);
 		return -1;
 	}
 	env->hb_fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (env->hb_fd < 0 ||
 	    setsockopt(env->hb_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(env->hb_fd, (struct sockaddr *)&ss, sl) < 0) {
+	    bind(env->hb_fd, (struct sockaddr *)&ss, (socklen_t)sl) < 0) {
 		snprintf(err, errlen, "heartbeat_listen %s: %s", env->conf->hb_listen, strerror(errno));
 		if (env->hb_fd >= 0)
 			close(env->hb_fd);

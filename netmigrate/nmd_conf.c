@@ -12,8 +12,6 @@
 #include "common/conf.h"
 #include "common/util.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,33 +55,17 @@ nmd_conf_controllers(struct nmd_conf *c, char *err, size_t errlen)
 	c->nhb = 0;
 	str_copy(list, c->controllers, sizeof(list));
 	for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-		char host[64];
-		int port;
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&c->hb_addr[c->nhb];
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&c->hb_addr[c->nhb];
+		unsigned len;
 
 		if (c->nhb == NMD_HB_MAX) {
 			snprintf(err, errlen, "more than %d", NMD_HB_MAX);
 			return -1;
 		}
-		memset(&c->hb_addr[c->nhb], 0, sizeof(c->hb_addr[0]));
-		if (hostport_split(t, host, sizeof(host), &port) < 0 || port <= 0 || port > 65535) {
+		if (sockaddr_parse(t, &c->hb_addr[c->nhb], &len) < 0) {
 			snprintf(err, errlen, "'%s' is not IP:PORT", t);
 			return -1;
 		}
-		if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-			a4->sin_family = AF_INET;
-			a4->sin_port = htons((uint16_t)port);
-			c->hb_len[c->nhb] = sizeof(*a4);
-		} else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-			a6->sin6_family = AF_INET6;
-			a6->sin6_port = htons((uint16_t)port);
-			c->hb_len[c->nhb] = sizeof(*a6);
-		} else {
-			snprintf(err, errlen, "'%s' is not an IP address", host);
-			return -1;
-		}
-		c->nhb++;
+		c->hb_len[c->nhb++] = (socklen_t)len;
 	}
 	return 0;
 }

@@ -176,6 +176,37 @@ t_lab_up() {
 	export FLEETCTL_API FLEETCTL_TOKEN
 }
 
+# Lab helpers the lab tests share: each host's libvirt URI, what a host has
+# defined, whether a proxy serves the client, a field of a VM as fleetd
+# shows it, and the removal of every copy of a test's VMs.
+uri() { echo "qemu+tcp://$1/system"; }
+EU1=$(uri 10.77.1.11) EU2=$(uri 10.77.1.12) US1=$(uri 10.77.2.11)
+defined_on() { timeout 10 virsh -q -c "$1" list --all --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
+serves() { ip netns exec pf-client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
+# vmf VM FIELD: a field of VM in fleetctl --json vms.
+vmf() {
+	"$PF_BIN/fleetctl" --json vms | python3 -c 'import json,sys
+for v in json.load(sys.stdin)["vms"]:
+    if v["name"] == sys.argv[1]: print(v.get(sys.argv[2], ""))' "$1" "$2"
+}
+# Predicates for t_wait (it runs them in this shell).
+state_is() { [ "$(virsh -q -c "$1" domstate "$2" 2>/dev/null)" = "$3" ]; }
+vm_is() { [ "$(vmf "$1" "$2")" = "$3" ]; }
+# t_lab_destroy PREFIX: every VM whose name starts with PREFIX, on every
+# host (fleetd may make one more standby while the others go: two rounds).
+t_lab_destroy() {
+	local r h u d
+	for r in 1 2; do
+		for h in eu-1:$EU1 eu-2:$EU2 us-1:$US1; do
+			u=${h#*:}
+			for d in $(defined_on "$u" | tr ',' '\n' | grep "^$1" || true); do
+				bash "$T_ROOT/deploy/lab/vm.sh" destroy "${h%%:*}" "$d" >/dev/null 2>&1
+			done
+		done
+		sleep 2
+	done
+}
+
 t_done() {
 	echo "1..$T_N"
 	[ "$T_FAILED" -eq 0 ]

@@ -28,20 +28,7 @@ FC="$PF_BIN/fleetctl"
 OUTAGE_LIMIT_MS=1000
 
 in_client() { ip netns exec pf-client "$@"; }
-uri() { echo "qemu+tcp://$1/system"; }
-EU1=$(uri 10.77.1.11) EU2=$(uri 10.77.1.12) US1=$(uri 10.77.2.11)
-defined_on() { timeout 10 virsh -q -c "$1" list --all --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
-serves() { in_client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
 R() { REDISCLI_AUTH=$PF_REDIS_PASS redis-cli -h 10.77.254.1 "$@"; }
-# vmf VM FIELD: a field of VM in fleetctl --json vms.
-vmf() {
-	"$FC" --json vms | python3 -c 'import json,sys
-for v in json.load(sys.stdin)["vms"]:
-    if v["name"] == sys.argv[1]: print(v.get(sys.argv[2], ""))' "$1" "$2"
-}
-# Predicates for t_wait (it runs them in this shell).
-state_is() { [ "$(virsh -q -c "$1" domstate "$2" 2>/dev/null)" = "$3" ]; }
-vm_is() { [ "$(vmf "$1" "$2")" = "$3" ]; }
 fo_is() { [ "$(fof "$1" "$2")" = "$3" ]; }
 host_uri_of() { case $1 in eu-1) echo "$EU1" ;; eu-2) echo "$EU2" ;; us-1) echo "$US1" ;; esac; }
 peer_set() { [ -n "$(vmf "$1" peer)" ]; }
@@ -77,20 +64,7 @@ t_lab_up
 
 P=px-tfo-1 PIP=10.77.1.170
 S1=$P-s1 S2=$P-s2
-# cleanup: every copy of the test's proxy on every host (fleetd may make one
-# more standby while the others go: two rounds).
-cleanup() {
-	local r h u d
-	for r in 1 2; do
-		for h in eu-1:$EU1 eu-2:$EU2 us-1:$US1; do
-			u=${h#*:}
-			for d in $(defined_on "$u" | tr ',' '\n' | grep "^$P" || true); do
-				$VM destroy "${h%%:*}" "$d" >/dev/null 2>&1
-			done
-		done
-		sleep 2
-	done
-}
+cleanup() { t_lab_destroy "$P"; }
 t_defer cleanup
 t_defer "$LAB rejoin eu-2 >/dev/null; for h in eu-1 eu-2 us-1; do $LAB revive-host \$h >/dev/null 2>&1; done"
 t_defer "R del pf:users >/dev/null; R incr pf:users:rev >/dev/null"

@@ -26,18 +26,7 @@ VM="bash $T_ROOT/deploy/lab/vm.sh"
 LAB="bash $T_ROOT/deploy/lab/lab.sh"
 FC="$PF_BIN/fleetctl"
 RUN=/run/proxyfleet-lab
-uri() { echo "qemu+tcp://$1/system"; }
-EU1=$(uri 10.77.1.11) EU2=$(uri 10.77.1.12) US1=$(uri 10.77.2.11)
-defined_on() { timeout 10 virsh -q -c "$1" list --all --name 2>/dev/null | sed '/^$/d' | paste -sd, -; }
-serves() { ip netns exec pf-client curl -sf --max-time 1 -o /dev/null -x "http://$1:3128" "$PF_ORIGIN_URL"; }
 R() { REDISCLI_AUTH=$PF_REDIS_PASS redis-cli -h "$PF_REDIS_HOST" -p "$PF_REDIS_PORT" "$@"; }
-vmf() {
-	"$FC" --json vms | python3 -c 'import json,sys
-for v in json.load(sys.stdin)["vms"]:
-    if v["name"] == sys.argv[1]: print(v.get(sys.argv[2], ""))' "$1" "$2"
-}
-state_is() { [ "$(virsh -q -c "$1" domstate "$2" 2>/dev/null)" = "$3" ]; }
-vm_is() { [ "$(vmf "$1" "$2")" = "$3" ]; }
 lab_pid() { awk -v n="$1" '$1 == "pid" && $2 == n { p = $3 } END { print p }' $RUN/state; }
 leader_of() { curl -s --max-time 1 -H "Authorization: Bearer $PF_API_TOKEN" "$1/v1/leader" |
 	python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["leader"] if j.get("leader") else "", j.get("epoch", 0))' 2>/dev/null; }
@@ -57,22 +46,11 @@ vmf_live() {
 t_lab_up
 
 P=px-tfa-1 PIP=10.77.1.180 U=px-tfa-2 UIP=10.77.1.181 S=px-tfa-1-s1
-cleanup() {
-	local r h u d
-	for r in 1 2; do
-		for h in eu-1:$EU1 eu-2:$EU2 us-1:$US1; do
-			u=${h#*:}
-			for d in $(defined_on "$u" | tr ',' '\n' | grep "^px-tfa-" || true); do
-				$VM destroy "${h%%:*}" "$d" >/dev/null 2>&1
-			done
-		done
-		sleep 2
-	done
-}
+cleanup() { t_lab_destroy "px-tfa-"; }
 t_defer cleanup
 # Whatever happens, Redis runs again and both fleetds are up at the end.
-t_defer 'kill -CONT $(awk '\''$1 == "pid" && $2 == "redis" { p = $3 } END { print p }'\'' '$RUN'/state) 2>/dev/null;
-	for f in fleetd fleetd-b; do kill -0 $(awk -v n=$f '\''$1 == "pid" && $2 == n { p = $3 } END { print p }'\'' '$RUN'/state) 2>/dev/null || '"$LAB"' _fleetd-start $f >/dev/null 2>&1; done'
+t_defer 'kill -CONT $(lab_pid redis) 2>/dev/null
+	for f in fleetd fleetd-b; do kill -0 $(lab_pid $f) 2>/dev/null || $LAB _fleetd-start $f >/dev/null 2>&1; done'
 
 t_check "VM $P starts on eu-1" $VM start eu-1 $P $PIP
 t_check "VM $U starts on eu-2" $VM start eu-2 $U $UIP
