@@ -50,6 +50,7 @@
 #define CTL_FO_UP_MS 60000	/* a warm standby has this long to boot */
 #define CTL_FO_ORDER_MS 3000
 #define CTL_FO_RETRY_MS 5000	/* a host's failed promotions are tried again */
+#define CTL_FO_REPLAN_MS 1000	/* a host plan that left groups out: again after */
 
 enum ctl_fo_phase { FO_FENCE, FO_START, FO_WAIT_UP, FO_BIND, FO_ANNOUNCE, FO_DONE, FO_FAILED };
 
@@ -123,13 +124,13 @@ ctl_fo_end(struct fleetd *env, struct ctl_fo *f, enum ctl_fo_phase end, const ch
 	if (s)
 		s->failover = 0;
 	if (end == FO_FAILED) {
-		/* A switchover that fenced the primary and then failed gives it
-		 * its port back: it is still the one that serves. */
-		if (f->planned && at > FO_FENCE && p && p->host == f->from &&
-		    ctl_order_send(env, ctl_hname(env, f->from), "unfence", p,
-		    env->model.hosts[f->from].conf->bridge, NULL, CTL_FO_ORDER_MS, NULL, NULL) == 0)
-			log_info("failover id=%u unfence vm=%s on=%s (switchover failed)", f->id, f->vm,
-			    ctl_hname(env, f->from));
+		/* A switchover that fenced the primary and then failed: the
+		 * primary is still the one that serves, so its group's plan is
+		 * sent again (its announcement brings the port back up). A
+		 * leader that stepped down sends nothing; the next one's
+		 * reconcile states the same plan. */
+		if (f->planned && at > FO_FENCE && p && p->host == f->from)
+			ctl_recon_found(env, p, "switchover failed: the primary serves on");
 		str_copy(f->error, error, sizeof(f->error));
 		env->stats.failovers_failed++;
 		ctl_journal(env, "failover", "failed id=%u vm=%s standby=%s from=%s to=%s phase=%s "
@@ -480,27 +481,51 @@ ctl_fo_host(struct fleetd *env, int h, int libvirt_alive, const char *why)
 	log_info("host failover host=%s promotions=%d", host->conf->name, n);
 }
 
-/* The host's lease is back: what its agent fenced and no failover replaced
- * may serve again (the agent brings nothing up by itself). */
+/* The host's lease is back. What its agent fenced comes back through the
+ * lease generation: the agent created its key again, so its generation
+ * moved, and ctl_fo_gen_cb re-plans the host (the plan says who serves). */
 static void
 ctl_fo_host_back(struct fleetd *env, int h)
 {
 	struct ctl_host *host = &env->model.hosts[h];
-	int n = 0;
 
-	for (int i = 0; i < env->model.nvms; i++) {
-		struct ctl_vm *p = env->model.vms[i];
-
-		if (p->host != h || p->meta.role != ROLE_PRIMARY || !p->meta.protect || p->failover ||
-		    ctl_ho_replaced(&env->model, p) || !p->mac[0])
-			continue;
-		if (ctl_order_send(env, host->conf->name, "unfence", p, host->conf->bridge, NULL,
-		    CTL_FO_ORDER_MS, NULL, NULL) == 0)
-			n++;
-	}
-	ctl_journal(env, "host", "back host=%s (lease renewed) unfenced=%d", host->conf->name, n);
+	ctl_journal(env, "host", "back host=%s (lease renewed)", host->conf->name);
 	host->fo_lost = host->fo_probed = host->fo_alive = host->fo_acted = 0;
 	host->dead = 0;
+}
+
+/* pf:host:<host>:gen, read with each lease poll. A generation not planned
+ * for yet (the agent started, or took its lease again after a lapse; a
+ * lapse this instance never saw counts the same) gets the host's plan:
+ * announcements for what it owns (which brings a fenced port back up),
+ * fences for copies a failover replaced. */
+static void
+ctl_fo_gen_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct ctl_fo_lease *l = priv;
+	struct fleetd *env = l->env;
+	struct ctl_host *host = &env->model.hosts[l->host];
+	redisReply *reply = r;
+	int64_t now = clock_mono_ms();
+	uint64_t g;
+	char why[80];
+
+	(void)ac;
+	if (!reply || reply->type != REDIS_REPLY_STRING || env->stopping)
+		return;
+	g = strtoull(reply->str, NULL, 10);
+	if (g > host->gen)
+		host->gen = g;
+	if (host->gen <= host->gen_planned || !ctl_leader_is(env) || env->recon ||
+	    host->fo_expiry_ms <= now || now < host->replan_ms)
+		return;
+	snprintf(why, sizeof(why), "lease generation %llu (planned for %llu)",
+	    (unsigned long long)host->gen, (unsigned long long)host->gen_planned);
+	g = host->gen;
+	if (ctl_recon_host(env, l->host, why) == 0)
+		host->gen_planned = g;
+	else
+		host->replan_ms = now + CTL_FO_REPLAN_MS;
 }
 
 static void
@@ -692,9 +717,12 @@ ctl_fo_poll(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (env->stopping || !rlink_is_up(env->redis))
 		return;
-	for (int h = 0; h < env->model.nhosts; h++)
+	for (int h = 0; h < env->model.nhosts; h++) {
 		rlink_command(env->redis, ctl_fo_lease_cb, &ctl_fo_leases[h], "PTTL pf:host:%s:lease",
 		    env->model.hosts[h].conf->name);
+		rlink_command(env->redis, ctl_fo_gen_cb, &ctl_fo_leases[h], "GET pf:host:%s:gen",
+		    env->model.hosts[h].conf->name);
+	}
 	ctl_fo_tick(env);
 }
 

@@ -125,6 +125,11 @@ struct ctl_host {
 	int fo_acted;		/* promotions started for this loss */
 	int64_t fo_retry_ms;	/* failed promotions tried again after this */
 	int dead;		/* lease gone and libvirt unreachable: failed over */
+	/* lease generations (pf:host:<host>:gen): one more each time the agent
+	 * creates its lease; a new one is re-planned (ctl_recon_host) */
+	uint64_t gen;		/* the highest read */
+	uint64_t gen_planned;	/* the generation the last full plan was for */
+	int64_t replan_ms;	/* mono: a plan that left groups out is tried again then */
 	/* heartbeats (ctl_hb.c): its agent's pings to this fleetd */
 	int64_t hb_grant_until_ms;	/* mono: no promotion of its VMs before (our grant) */
 	int64_t hb_last_ts;	/* the agent's wall ms of the last ping accepted */

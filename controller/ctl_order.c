@@ -5,7 +5,17 @@
  * An order is one entry in the agent's stream pf:host:<agent>:orders; the
  * agent acks it in pf:acks with its own timing (docs/redis-keys.md); an
  * absent field is sent empty, and every order carries the leader's epoch
- * (ctl_leader.c), the fencing token the agents check. fleetd
+ * (ctl_leader.c), the fencing token the agents check.
+ *
+ * Every order is also a statement of desired state: one script appends it
+ * to the stream and writes it into pf:host:<agent>:net (field = VM), with
+ * its version (epoch, seq) and, for host agents, the lease generation it
+ * was planned for. The agent converges on that hash, so an order lost in
+ * flight is applied from there (netmigrate/nmd_want.c). The hash's marker
+ * field "_" (the newest version) says it is complete: ctl_order_mark()
+ * writes it once a reconcile or a host's re-plan has stated everything
+ * for that agent; later writes move it only where it exists, so a Redis
+ * that lost the hash stays "incomplete" until the next full statement. fleetd
  * reads pf:acks on a second Redis link with XREAD BLOCK, so an ack wakes it
  * at once instead of at the next tick; each waiting order has its own
  * timeout event and one completion call, whichever comes first.
@@ -35,6 +45,40 @@ struct ctl_order_wait {
 };
 
 static void ctl_ack_read(struct fleetd *env);
+
+/*
+ * KEYS[1] pf:host:<agent>:net, KEYS[2] pf:host:<agent>:orders. ARGV[1] the
+ * VM, ARGV[2] its statement, ARGV[3] the version "epoch.seq", ARGV[4] (edge
+ * withdraw) the via it undoes, else ""; ARGV[5..] the order's fields. An
+ * edge withdraw via X leaves a statement routing the VM via another host
+ * alone (the agent applies the same rule to what it holds).
+ */
+static const char ctl_order_lua[] =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "local keep = false "
+    "if ARGV[4] ~= '' and cur then "
+    "  local c = ' ' .. cur .. ' ' "
+    "  keep = string.find(c, ' op=announce ', 1, true) ~= nil and "
+    "    string.find(c, ' via=' .. ARGV[4] .. ' ', 1, true) == nil "
+    "end "
+    "if not keep then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end "
+    "if redis.call('HEXISTS', KEYS[1], '_') == 1 then redis.call('HSET', KEYS[1], '_', ARGV[3]) end "
+    "return redis.call('XADD', KEYS[2], 'MAXLEN', '~', '1000', '*', unpack(ARGV, 5))";
+
+/*
+ * KEYS[1] pf:host:<agent>:net. ARGV[1] the version "epoch.seq", ARGV[2..]
+ * the names of every VM the model knows: fields of other VMs go (pruned),
+ * and the marker says the hash is complete. Returns how many went.
+ */
+static const char ctl_mark_lua[] =
+    "local known = {} "
+    "for i = 2, #ARGV do known[ARGV[i]] = true end "
+    "local n = 0 "
+    "for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do "
+    "  if f ~= '_' and not known[f] then redis.call('HDEL', KEYS[1], f) n = n + 1 end "
+    "end "
+    "redis.call('HSET', KEYS[1], '_', ARGV[1]) "
+    "return n";
 
 static void
 ctl_ack_retry(evutil_socket_t fd, short what, void *arg)
@@ -77,10 +121,16 @@ int
 ctl_order_send(struct fleetd *env, const char *agent, const char *op, const struct ctl_vm *vm,
     const char *dev, const char *via, int timeout_ms, ctl_order_done_fn *done, void *arg)
 {
-	char id[48], ips[CTL_MAX_IPS * CTL_IP_MAX] = "";
+	char id[48], ips[CTL_MAX_IPS * CTL_IP_MAX] = "", stmt[CTL_MAX_IPS * CTL_IP_MAX + 400];
+	char key_net[CTL_NAME_MAX + 16], key_orders[CTL_NAME_MAX + 24], ver[48], epoch[24],
+	    seq[24], gen[24];
+	const char *argv[32];
+	size_t lens[32];
 	struct ctl_order_wait *w;
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-	size_t n = 0;
+	size_t n = 0, sl;
+	uint64_t s;
+	int h, argc = 0, edge_withdraw;
 
 	/* The fence: only the leader writes orders, each with its epoch, so an
 	 * agent that has seen a newer leader refuses what an old one sends. */
@@ -93,15 +143,42 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 	for (int i = 0; i < vm->meta.nips; i++)
 		n += (size_t)snprintf(ips + n, sizeof(ips) - n, "%s%.*s", i ? "," : "",
 		    (int)strcspn(vm->meta.ips[i], "/"), vm->meta.ips[i]);
-	snprintf(id, sizeof(id), "%lld-%llu", (long long)env->boot_ms,
-	    (unsigned long long)++env->order_seq);
+	s = ++env->order_seq;
+	snprintf(id, sizeof(id), "%lld-%llu", (long long)env->boot_ms, (unsigned long long)s);
+	h = ctl_host_find(&env->model, agent);
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)env->lead.epoch);
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)s);
+	snprintf(gen, sizeof(gen), "%llu", h >= 0 ? (unsigned long long)env->model.hosts[h].gen : 0ULL);
+	snprintf(ver, sizeof(ver), "%s.%s", epoch, seq);
+	snprintf(key_net, sizeof(key_net), "pf:host:%s:net", agent);
+	snprintf(key_orders, sizeof(key_orders), "pf:host:%s:orders", agent);
+	/* The statement: the order's fields as k=v words, empty ones left out. */
+	sl = (size_t)snprintf(stmt, sizeof(stmt), "op=%s ips=%s", op, ips);
+	if (vm->mac[0])
+		sl += (size_t)snprintf(stmt + sl, sizeof(stmt) - sl, " mac=%s", vm->mac);
+	if (dev && *dev)
+		sl += (size_t)snprintf(stmt + sl, sizeof(stmt) - sl, " dev=%s", dev);
+	if (via && *via)
+		sl += (size_t)snprintf(stmt + sl, sizeof(stmt) - sl, " via=%s", via);
+	snprintf(stmt + sl, sizeof(stmt) - sl, " epoch=%s seq=%s gen=%s", epoch, seq, gen);
+	edge_withdraw = h < 0 && strcmp(op, "withdraw") == 0 && via && *via;
+	{
+		const char *fixed[] = { "EVAL", ctl_order_lua, "2", key_net, key_orders, vm->name,
+			stmt, ver, edge_withdraw ? via : "",
+			"id", id, "op", op, "vm", vm->name, "ips", ips, "mac", vm->mac,
+			"dev", dev ? dev : "", "via", via ? via : "", "epoch", epoch, "seq", seq,
+			"gen", gen };
+
+		for (size_t i = 0; i < PF_ARRAY_LEN(fixed); i++) {
+			argv[argc] = fixed[i];
+			lens[argc] = strlen(fixed[i]);
+			argc++;
+		}
+	}
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -1;
-	if (rlink_command(env->redis, NULL, NULL,
-	    "XADD pf:host:%s:orders MAXLEN ~ 1000 * id %s op %s vm %s ips %s mac %s dev %s via %s "
-	    "epoch %llu", agent, id, op, vm->name, ips, vm->mac, dev ? dev : "", via ? via : "",
-	    (unsigned long long)env->lead.epoch) < 0) {
+	if (rlink_command_argv(env->redis, NULL, NULL, argc, argv, lens) < 0) {
 		free(w);
 		return -1;
 	}
@@ -123,6 +200,57 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 	env->waits = w;
 	log_debug("order sent agent=%s op=%s vm=%s id=%s ips=%s", agent, op, vm->name, id, ips);
 	return 0;
+}
+
+static void
+ctl_mark_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+	char *agent = priv;
+
+	(void)ac;
+	if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+		log_info("statements agent=%s pruned=%lld (VMs fleetd no longer knows)", agent,
+		    (long long)reply->integer);
+	else if (reply && reply->type == REDIS_REPLY_ERROR)
+		log_warnx("statements agent=%s: marker not written: %s", agent, reply->str);
+	free(agent);
+}
+
+int
+ctl_order_mark(struct fleetd *env, const char *agent)
+{
+	const struct ctl_model *m = &env->model;
+	int argc = 5 + m->nvms, r;
+	const char **argv = calloc((size_t)argc, sizeof(*argv));
+	size_t *lens = calloc((size_t)argc, sizeof(*lens));
+	char key[CTL_NAME_MAX + 16], ver[48], *priv = strdup(agent);
+
+	if (!argv || !lens || !priv || !ctl_leader_is(env)) {
+		free(argv);
+		free(lens);
+		free(priv);
+		return -1;
+	}
+	snprintf(key, sizeof(key), "pf:host:%s:net", agent);
+	/* After every statement sent so far: the marker is the newest version. */
+	snprintf(ver, sizeof(ver), "%llu.%llu", (unsigned long long)env->lead.epoch,
+	    (unsigned long long)++env->order_seq);
+	argv[0] = "EVAL";
+	argv[1] = ctl_mark_lua;
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = ver;
+	for (int i = 0; i < m->nvms; i++)
+		argv[5 + i] = m->vms[i]->name;
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	r = rlink_command_argv(env->redis, ctl_mark_reply, priv, argc, argv, lens);
+	if (r < 0)
+		free(priv);
+	free(argv);
+	free(lens);
+	return r;
 }
 
 static void

@@ -511,8 +511,77 @@ ctl_recon_group(struct fleetd *env, struct ctl_vm *vm, struct ctl_recon_seen *se
 	return 1;
 }
 
+/* Send the plan of vm's group (vm any member), unless something in the
+ * group is moving or being promoted. 1 sent, 0 nothing to send (no owner),
+ * -1 left out (busy). */
+static int
+ctl_recon_replan(struct fleetd *env, const struct ctl_vm *vm, const struct ctl_vm **owner,
+    char *what, size_t wlen)
+{
+	struct ctl_ho_in in = { .vm = vm, .at = -1, .sweep = 1 };
+	struct ctl_ho_plan plan;
+
+	*owner = NULL;
+	if (ctl_ho_plan(&env->model, &in, &plan) == 0)
+		return 0;
+	*owner = plan.owner;
+	for (int i = 0; i < plan.ngroup; i++)
+		if (plan.group[i]->migration || plan.group[i]->failover)
+			return -1;
+	for (int i = 0; i < plan.n; i++) {
+		struct ctl_ho_dest d;
+
+		ctl_ho_dest(&env->model, &plan, &plan.o[i], &d);
+		ctl_recon_order(env, plan.o[i].vm, d.agent, ctl_ho_op_name(plan.o[i].op), d.dev, d.via,
+		    what, wlen);
+	}
+	return 1;
+}
+
+int
+ctl_recon_host(struct fleetd *env, int h, const char *why)
+{
+	struct ctl_model *m = &env->model;
+	const struct ctl_vm **done = calloc((size_t)m->nvms + 1, sizeof(*done));
+	char what[1200] = "";
+	int ndone = 0, groups = 0, skipped = 0;
+	int64_t t0 = clock_mono_ms();
+
+	if (!done || !ctl_leader_is(env) || env->recon) {
+		free(done);
+		return -1;
+	}
+	for (int i = 0; i < m->nvms; i++) {
+		const struct ctl_vm *vm = m->vms[i], *owner;
+		int seen = 0, r;
+
+		if (vm->host != h || (vm->state != VM_RUNNING && vm->state != VM_PAUSED))
+			continue;
+		/* One plan per group: skip a VM whose group's owner was done. */
+		for (int k = 0; k < ndone && !seen; k++)
+			seen = done[k] == vm || (ctl_ho_shares(done[k], vm));
+		if (seen)
+			continue;
+		r = ctl_recon_replan(env, vm, &owner, what, sizeof(what));
+		if (r < 0) {
+			skipped++;
+			continue;
+		}
+		done[ndone++] = owner ? owner : vm;
+		groups += r > 0;
+	}
+	free(done);
+	/* Everything this agent should carry has been stated: the marker. */
+	if (!skipped)
+		ctl_order_mark(env, m->hosts[h].conf->name);
+	ctl_journal(env, "host", "replan host=%s gen=%llu why=\"%s\" groups=%d left_out=%d "
+	    "orders=%s took_ms=%lld", m->hosts[h].conf->name, (unsigned long long)m->hosts[h].gen,
+	    why, groups, skipped, what[0] ? what : "-", (long long)(clock_mono_ms() - t0));
+	return skipped;
+}
+
 void
-ctl_recon_found(struct fleetd *env, struct ctl_vm *vm)
+ctl_recon_found(struct fleetd *env, struct ctl_vm *vm, const char *why)
 {
 	struct ctl_ho_in in = { .vm = vm, .at = vm->host, .sweep = 1 };
 	struct ctl_ho_plan plan;
@@ -530,8 +599,8 @@ ctl_recon_found(struct fleetd *env, struct ctl_vm *vm)
 		ctl_recon_order(env, plan.o[i].vm, d.agent, ctl_ho_op_name(plan.o[i].op), d.dev, d.via,
 		    what, sizeof(what));
 	}
-	ctl_journal(env, "vm", "network vm=%s on=%s why=\"found running\" orders=%s", vm->name,
-	    env->model.hosts[vm->host].conf->name, what);
+	ctl_journal(env, "vm", "network vm=%s on=%s why=\"%s\" orders=%s", vm->name,
+	    env->model.hosts[vm->host].conf->name, why, what);
 }
 
 void
@@ -609,6 +678,40 @@ ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, i
 			announced += rc > 0;
 			unsettled += rc < 0;
 		}
+	}
+	/* Agents whose statements are now complete get their marker: a host
+	 * listed by this scan with nothing of its own left unsettled, and the
+	 * edges when nothing anywhere was. */
+	{
+		int *open = calloc((size_t)m->nhosts + 1, sizeof(*open)), any = 0, marked = 0;
+
+		for (int i = 0; open && i < m->nvms; i++) {
+			struct ctl_recon_seen *sv = &seen[i];
+
+			if (!sv->busy && sv->nlive <= 1 && !m->vms[i]->migration && !m->vms[i]->failover)
+				continue;
+			any = 1;
+			if (m->vms[i]->host >= 0 && m->vms[i]->host < m->nhosts)
+				open[m->vms[i]->host] = 1;
+			for (int k = 0; k < sv->nlive; k++)
+				open[sv->live[k]] = 1;
+			for (int k = 0; k < sv->nheld; k++)
+				open[sv->held[k]] = 1;
+		}
+		for (int h = 0; open && h < m->nhosts && h < s->nhosts; h++) {
+			if (!s->host_ok[h] || open[h] || unsettled) {
+				any = 1;
+				continue;
+			}
+			m->hosts[h].gen_planned = m->hosts[h].gen;
+			marked += ctl_order_mark(env, m->hosts[h].conf->name) == 0;
+		}
+		for (int g = 0; open && !any && g < env->conf->nregions; g++)
+			if (env->conf->regions[g].edge[0])
+				marked += ctl_order_mark(env, env->conf->regions[g].edge) == 0;
+		log_info("reconcile statements marked complete for %d agents%s", marked,
+		    any ? " (not for those with something unsettled)" : "");
+		free(open);
 	}
 	free(seen);
 	ctl_model_tally(m);

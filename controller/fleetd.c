@@ -106,7 +106,7 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 			ctl_journal(env, "vm", "found vm=%s host=%s state=%s role=%s ips=%d", vm->name,
 			    m->hosts[host].conf->name, ctl_vm_state_name(vm->state),
 			    meta.role == ROLE_STANDBY ? "standby" : "primary", meta.nips);
-			ctl_recon_found(env, vm);
+			ctl_recon_found(env, vm, "found running");
 		}
 	}
 	/* VMs this host had and no longer lists: gone (unless moving). */

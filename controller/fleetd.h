@@ -178,6 +178,10 @@ typedef void ctl_order_done_fn(struct fleetd *env, void *arg, int ok, const char
 int ctl_order_send(struct fleetd *env, const char *agent, const char *op,
     const struct ctl_vm *vm, const char *dev, const char *via, int timeout_ms,
     ctl_order_done_fn *done, void *arg);
+/* Say that agent's statements (pf:host:<agent>:net) are complete: prune
+ * those of VMs the model does not know and write the marker. Call after
+ * every statement for that agent has been sent. 0, or -1. */
+int ctl_order_mark(struct fleetd *env, const char *agent);
 void ctl_order_start(struct fleetd *env);
 void ctl_order_stop(struct fleetd *env);
 
@@ -324,7 +328,12 @@ void ctl_recon_stop(struct fleetd *env);
 /* A VM that appeared running (started outside fleetd), or that vanished:
  * the network of its group is made to match at once, as a reconcile
  * would (leader only, not while a reconcile runs). */
-void ctl_recon_found(struct fleetd *env, struct ctl_vm *vm);
+void ctl_recon_found(struct fleetd *env, struct ctl_vm *vm, const char *why);
+/* Host h's agent created its lease again (a new generation): send the
+ * plan of every group with a VM on h, and mark h's statements complete.
+ * Returns the groups left out (moving, in a promotion: tried again
+ * later), or -1 when this instance may not act now. */
+int ctl_recon_host(struct fleetd *env, int h, const char *why);
 void ctl_recon_vanished(struct fleetd *env, struct ctl_vm *vm);
 
 /* ctl_mig.c: a leader that steps down gives up its migrations' records

@@ -13,7 +13,7 @@ $(BIN)/netmigrate: $(call objs,netmigrate/netmigrate.c) $(NM_LIB) $(COMMON_LIB)
 LIBS_netmigrate = $(call pc_libs,libmnl)
 
 NMD_SRCS := netmigrate/nmd.c netmigrate/nmd_conf.c netmigrate/nmd_orders.c netmigrate/nmd_metrics.c \
-	netmigrate/nmd_hb.c
+	netmigrate/nmd_hb.c netmigrate/nmd_want.c
 $(BIN)/netmigrated: $(call objs,$(NMD_SRCS)) $(NM_LIB) $(COMMON_LIB)
 LIBS_netmigrated = $(call pc_libs,libmnl libcrypto $(COMMON_PKGS))
 

@@ -156,10 +156,62 @@ int nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err,
  */
 int nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up,
     char *port, size_t portlen, char *err, size_t errlen);
+/* A bridge port and whether it is up. */
+struct nm_port {
+	char name[IFNAMSIZ];
+	uint8_t mac[6];
+	int up;
+};
+/* The ports of bridge (at most max): how many, or -1 when there is no such
+ * bridge. Read from sysfs, in the caller's namespace. */
+int nm_ports_list(const char *bridge, struct nm_port *ports, int max);
+/* The port carrying a VM's MAC (a tap has the guest's MAC with the first
+ * octet 0xfe), or NULL. */
+const struct nm_port *nm_port_find(const struct nm_port *ports, int n, const uint8_t mac[6]);
 /* The same for many VMs, reading the bridge's ports once (the fence's
  * deadline is short): how many were set, or -1 with err. */
 int nm_ports_set(struct nm_ctx *ctx, const char *bridge, const uint8_t (*macs)[6], int nmacs,
     int up, char *err, size_t errlen);
+/* A host route netmigrate installed (protocol NM_RTPROT, main table). */
+struct nm_route {
+	struct nm_ip dst;
+	int has_gw;
+	struct nm_ip gw;
+	int oif;	/* 0: none */
+};
+/* netmigrate's host routes (at most max): how many, or -1. */
+int nm_route_list(struct nm_ctx *ctx, struct nm_route *out, int max, char *err,
+    size_t errlen);
+/* A neighbour entry of one device (proxy entries are not listed). */
+struct nm_neigh {
+	struct nm_ip ip;
+	int has_mac;
+	uint8_t mac[6];
+	int permanent;
+};
+/* dev's neighbour entries (at most max): how many, or -1. */
+int nm_neigh_list(struct nm_ctx *ctx, const char *dev, struct nm_neigh *out, int max,
+    char *err, size_t errlen);
+
+/*
+ * Events: a second netlink socket, subscribed to host route and neighbour
+ * changes, so a caller that keeps the kernel at a desired state hears at
+ * once when something else changed it. Open it from the namespace the
+ * context lives in; it is non-blocking (poll its fd, then read).
+ */
+enum nm_ev_kind { NM_EV_ROUTE_NEW, NM_EV_ROUTE_DEL, NM_EV_NEIGH_NEW, NM_EV_NEIGH_DEL,
+	NM_EV_LOST };
+struct nm_event {
+	enum nm_ev_kind kind;	/* NM_EV_LOST: the kernel dropped events (look again) */
+	struct nm_ip ip;	/* a /32 or /128 route's destination, a neighbour's IP */
+	int ours;		/* route: protocol NM_RTPROT; neighbour: permanent */
+};
+typedef void nm_event_fn(const struct nm_event *ev, void *arg);
+/* The monitor's fd (opened on the first call), or -1 with err. */
+int nm_monitor_open(struct nm_ctx *ctx, char *err, size_t errlen);
+/* Run fn on every pending event: how many, or -1 (not open, socket error). */
+int nm_monitor_read(struct nm_ctx *ctx, nm_event_fn *fn, void *arg);
+
 /* A permanent neighbour entry ip -> mac on dev. */
 int nm_neigh_set(struct nm_ctx *ctx, const struct nm_ip *ip, const uint8_t mac[6],
     const char *dev, char *err, size_t errlen);
@@ -192,6 +244,8 @@ struct nm_order {
 	int has_via;
 	struct nm_ip via;
 	uint64_t epoch;		/* the controller's fencing token; 0 = none given */
+	uint64_t seq;		/* the statement's number within its epoch; 0 = none */
+	uint64_t gen;		/* the host's lease generation the controller planned for */
 };
 
 const char *nm_op_name(enum nm_op op);
@@ -200,8 +254,8 @@ int nm_ips_parse(const char *s, struct nm_ip *ips, int max, char *err, size_t er
 /*
  * Fill o from the field/value pairs of a stream entry (fv[0] = field,
  * fv[1] = value, ...; n = number of strings). Unknown fields are ignored
- * (forward compatibility); id, op, vm and ips are required; epoch is
- * optional (a decimal > 0; absent or empty = 0). 0, or -1 with
+ * (forward compatibility); id, op, vm and ips are required; epoch, seq
+ * and gen are optional (decimals > 0; absent or empty = 0). 0, or -1 with
  * the first problem in err ("missing field 'op'", "unknown op 'x'", ...).
  */
 int nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err,

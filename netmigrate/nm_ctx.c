@@ -120,6 +120,8 @@ nm_ctx_free(struct nm_ctx *ctx)
 		return;
 	if (ctx->nl)
 		mnl_socket_close(ctx->nl);
+	if (ctx->mon)
+		mnl_socket_close(ctx->mon);
 	if (ctx->pkt >= 0)
 		close(ctx->pkt);
 	free(ctx);

@@ -10,6 +10,7 @@
 
 struct nm_ctx {
 	struct mnl_socket *nl;	/* rtnetlink, in the context's namespace */
+	struct mnl_socket *mon;	/* route and neighbour events (nm_monitor_open), or NULL */
 	unsigned portid;
 	unsigned seq;
 	int pkt;		/* PF_PACKET, send-only */

@@ -274,15 +274,10 @@ nm_proxy_del(struct nm_ctx *ctx, const struct nm_ip *ip, const char *dev, char *
 }
 
 /* ------------------------------------------------------------------ */
-/* Flush: every route netmigrate installed, found by its protocol number */
-
-struct nm_flush {
-	struct nm_ip *dst;
-	int n, max;
-};
+/* Dumps: netmigrate's routes (by protocol number), a device's neighbours */
 
 static int
-nm_flush_attr(const struct nlattr *attr, void *data)
+nm_rt_attr(const struct nlattr *attr, void *data)
 {
 	const struct nlattr **tb = data;
 
@@ -292,38 +287,85 @@ nm_flush_attr(const struct nlattr *attr, void *data)
 }
 
 static int
-nm_flush_cb(const struct nlmsghdr *nlh, void *data)
+nm_nd_attr(const struct nlattr *attr, void *data)
 {
-	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
-	const struct nlattr *tb[RTA_MAX + 1] = { 0 };
-	struct nm_flush *f = data;
-	struct nm_ip *ip;
-	size_t len;
+	const struct nlattr **tb = data;
 
-	if (rtm->rtm_protocol != NM_RTPROT || rtm->rtm_table != RT_TABLE_MAIN ||
-	    (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) ||
-	    rtm->rtm_dst_len != (rtm->rtm_family == AF_INET ? 32 : 128) || f->n == f->max)
-		return MNL_CB_OK;
-	mnl_attr_parse(nlh, sizeof(*rtm), nm_flush_attr, tb);
-	len = rtm->rtm_family == AF_INET ? 4 : 16;
-	if (!tb[RTA_DST] || mnl_attr_get_payload_len(tb[RTA_DST]) != len)
-		return MNL_CB_OK;
-	ip = &f->dst[f->n++];
-	memset(ip, 0, sizeof(*ip));
-	ip->family = rtm->rtm_family;
-	memcpy(&ip->a, mnl_attr_get_payload(tb[RTA_DST]), len);
+	if (mnl_attr_type_valid(attr, NDA_MAX) > 0)
+		tb[mnl_attr_get_type(attr)] = attr;
 	return MNL_CB_OK;
 }
 
-int
-nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t errlen)
+/* An address attribute of the family's length into ip: 0, or -1. */
+static int
+nm_attr_ip(const struct nlattr *a, int family, struct nm_ip *ip)
 {
-	struct nm_flush f = { dst, 0, max };
+	size_t len = family == AF_INET ? 4 : 16;
+
+	if (!a || mnl_attr_get_payload_len(a) != len)
+		return -1;
+	memset(ip, 0, sizeof(*ip));
+	ip->family = family;
+	memcpy(&ip->a, mnl_attr_get_payload(a), len);
+	return 0;
+}
+
+struct nm_rlist {
+	struct nm_route *out;
+	int n, max;
+};
+
+static int
+nm_rlist_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *tb[RTA_MAX + 1] = { 0 };
+	struct nm_rlist *l = data;
+	struct nm_route *r;
+
+	if (rtm->rtm_protocol != NM_RTPROT || rtm->rtm_table != RT_TABLE_MAIN ||
+	    (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) ||
+	    rtm->rtm_dst_len != (rtm->rtm_family == AF_INET ? 32 : 128) || l->n == l->max)
+		return MNL_CB_OK;
+	mnl_attr_parse(nlh, sizeof(*rtm), nm_rt_attr, tb);
+	r = &l->out[l->n];
+	memset(r, 0, sizeof(*r));
+	if (nm_attr_ip(tb[RTA_DST], rtm->rtm_family, &r->dst) < 0)
+		return MNL_CB_OK;
+	r->has_gw = nm_attr_ip(tb[RTA_GATEWAY], rtm->rtm_family, &r->gw) == 0;
+	if (tb[RTA_OIF] && mnl_attr_get_payload_len(tb[RTA_OIF]) == 4)
+		r->oif = (int)mnl_attr_get_u32(tb[RTA_OIF]);
+	l->n++;
+	return MNL_CB_OK;
+}
+
+/* Send a dump request (built in ctx->buf) and run cb on every answer. */
+static int
+nm_nl_dump(struct nm_ctx *ctx, struct nlmsghdr *nlh, mnl_cb_t cb, void *data,
+    const char *what, char *err, size_t errlen)
+{
+	ssize_t n;
+	int r;
+
+	if (mnl_socket_sendto(ctx->nl, nlh, nlh->nlmsg_len) < 0)
+		return nm_nl_fail(what, NULL, err, errlen);
+	do {
+		n = mnl_socket_recvfrom(ctx->nl, ctx->buf, sizeof(ctx->buf));
+		if (n < 0)
+			return nm_nl_fail(what, NULL, err, errlen);
+		r = mnl_cb_run(ctx->buf, (size_t)n, ctx->seq, ctx->portid, cb, data);
+	} while (r > MNL_CB_STOP);
+	if (r < 0)
+		return nm_nl_fail(what, NULL, err, errlen);
+	return 0;
+}
+
+int
+nm_route_list(struct nm_ctx *ctx, struct nm_route *out, int max, char *err, size_t errlen)
+{
+	struct nm_rlist l = { out, 0, max };
 	struct nlmsghdr *nlh;
 	struct rtmsg *rtm;
-	char kmsg[200], what[160];
-	ssize_t n;
-	int r, i;
 
 	nlh = mnl_nlmsg_put_header(ctx->buf);
 	nlh->nlmsg_type = RTM_GETROUTE;
@@ -331,17 +373,81 @@ nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t
 	nlh->nlmsg_seq = ++ctx->seq;
 	rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
 	rtm->rtm_family = AF_UNSPEC;
-	if (mnl_socket_sendto(ctx->nl, nlh, nlh->nlmsg_len) < 0)
-		return nm_nl_fail("dump routes", NULL, err, errlen);
-	do {
-		n = mnl_socket_recvfrom(ctx->nl, ctx->buf, sizeof(ctx->buf));
-		if (n < 0)
-			return nm_nl_fail("dump routes", NULL, err, errlen);
-		r = mnl_cb_run(ctx->buf, (size_t)n, ctx->seq, ctx->portid, nm_flush_cb, &f);
-	} while (r > MNL_CB_STOP);
-	if (r < 0)
-		return nm_nl_fail("dump routes", NULL, err, errlen);
-	for (i = 0; i < f.n; i++) {
+	if (nm_nl_dump(ctx, nlh, nm_rlist_cb, &l, "dump routes", err, errlen) < 0)
+		return -1;
+	return l.n;
+}
+
+struct nm_nlist {
+	struct nm_neigh *out;
+	int n, max, ifindex;
+};
+
+static int
+nm_nlist_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *tb[NDA_MAX + 1] = { 0 };
+	struct nm_nlist *l = data;
+	struct nm_neigh *e;
+
+	if (ndm->ndm_ifindex != l->ifindex || (ndm->ndm_flags & NTF_PROXY) || l->n == l->max ||
+	    (ndm->ndm_family != AF_INET && ndm->ndm_family != AF_INET6))
+		return MNL_CB_OK;
+	mnl_attr_parse(nlh, sizeof(*ndm), nm_nd_attr, tb);
+	e = &l->out[l->n];
+	memset(e, 0, sizeof(*e));
+	if (nm_attr_ip(tb[NDA_DST], ndm->ndm_family, &e->ip) < 0)
+		return MNL_CB_OK;
+	if (tb[NDA_LLADDR] && mnl_attr_get_payload_len(tb[NDA_LLADDR]) == 6) {
+		memcpy(e->mac, mnl_attr_get_payload(tb[NDA_LLADDR]), 6);
+		e->has_mac = 1;
+	}
+	e->permanent = (ndm->ndm_state & NUD_PERMANENT) != 0;
+	l->n++;
+	return MNL_CB_OK;
+}
+
+int
+nm_neigh_list(struct nm_ctx *ctx, const char *dev, struct nm_neigh *out, int max, char *err,
+    size_t errlen)
+{
+	struct nm_nlist l = { out, 0, max, 0 };
+	struct nlmsghdr *nlh;
+	struct ndmsg *ndm;
+
+	if ((l.ifindex = nm_ifindex(ctx, dev, err, errlen)) < 0)
+		return -1;
+	nlh = mnl_nlmsg_put_header(ctx->buf);
+	nlh->nlmsg_type = RTM_GETNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = ++ctx->seq;
+	ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
+	ndm->ndm_family = AF_UNSPEC;
+	if (nm_nl_dump(ctx, nlh, nm_nlist_cb, &l, "dump neighbours", err, errlen) < 0)
+		return -1;
+	return l.n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Flush: every route netmigrate installed, found by its protocol number */
+
+int
+nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t errlen)
+{
+	static struct nm_route found[4096];
+	struct nlmsghdr *nlh;
+	struct rtmsg *rtm;
+	char kmsg[200], what[160];
+	int n, i;
+
+	if (max > (int)(sizeof(found) / sizeof(found[0])))
+		max = (int)(sizeof(found) / sizeof(found[0]));
+	n = nm_route_list(ctx, found, max, err, errlen);
+	if (n < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		dst[i] = found[i].dst;
 		nlh = nm_nl_new(ctx, RTM_DELROUTE, 0);
 		rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
 		rtm->rtm_family = (unsigned char)dst[i].family;
@@ -355,7 +461,103 @@ nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t
 			return nm_nl_fail(what, kmsg, err, errlen);
 		}
 	}
-	return f.n;
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events: what changes routes and neighbours under the agent */
+
+int
+nm_monitor_open(struct nm_ctx *ctx, char *err, size_t errlen)
+{
+	unsigned groups = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH;
+
+	if (ctx->mon)
+		return mnl_socket_get_fd(ctx->mon);
+	ctx->mon = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (!ctx->mon || mnl_socket_bind(ctx->mon, groups, MNL_SOCKET_AUTOPID) < 0) {
+		snprintf(err, errlen, "netlink monitor socket: %s", strerror(errno));
+		if (ctx->mon)
+			mnl_socket_close(ctx->mon);
+		ctx->mon = NULL;
+		return -1;
+	}
+	return mnl_socket_get_fd(ctx->mon);
+}
+
+struct nm_mon {
+	nm_event_fn *fn;
+	void *arg;
+	int n;
+};
+
+static int
+nm_mon_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct nm_mon *m = data;
+	struct nm_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	if (nlh->nlmsg_type == RTM_NEWROUTE || nlh->nlmsg_type == RTM_DELROUTE) {
+		const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+		const struct nlattr *tb[RTA_MAX + 1] = { 0 };
+
+		if (rtm->rtm_table != RT_TABLE_MAIN ||
+		    (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) ||
+		    rtm->rtm_dst_len != (rtm->rtm_family == AF_INET ? 32 : 128))
+			return MNL_CB_OK;
+		mnl_attr_parse(nlh, sizeof(*rtm), nm_rt_attr, tb);
+		if (nm_attr_ip(tb[RTA_DST], rtm->rtm_family, &ev.ip) < 0)
+			return MNL_CB_OK;
+		ev.kind = nlh->nlmsg_type == RTM_NEWROUTE ? NM_EV_ROUTE_NEW : NM_EV_ROUTE_DEL;
+		ev.ours = rtm->rtm_protocol == NM_RTPROT;
+	} else if (nlh->nlmsg_type == RTM_NEWNEIGH || nlh->nlmsg_type == RTM_DELNEIGH) {
+		const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
+		const struct nlattr *tb[NDA_MAX + 1] = { 0 };
+
+		if ((ndm->ndm_flags & NTF_PROXY) ||
+		    (ndm->ndm_family != AF_INET && ndm->ndm_family != AF_INET6))
+			return MNL_CB_OK;
+		mnl_attr_parse(nlh, sizeof(*ndm), nm_nd_attr, tb);
+		if (nm_attr_ip(tb[NDA_DST], ndm->ndm_family, &ev.ip) < 0)
+			return MNL_CB_OK;
+		ev.kind = nlh->nlmsg_type == RTM_NEWNEIGH ? NM_EV_NEIGH_NEW : NM_EV_NEIGH_DEL;
+		ev.ours = (ndm->ndm_state & NUD_PERMANENT) != 0;
+	} else {
+		return MNL_CB_OK;
+	}
+	m->fn(&ev, m->arg);
+	m->n++;
+	return MNL_CB_OK;
+}
+
+int
+nm_monitor_read(struct nm_ctx *ctx, nm_event_fn *fn, void *arg)
+{
+	struct nm_mon m = { fn, arg, 0 };
+	struct nm_event lost;
+	ssize_t n;
+
+	if (!ctx->mon)
+		return -1;
+	for (;;) {
+		n = mnl_socket_recvfrom(ctx->mon, ctx->buf, sizeof(ctx->buf));
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return m.n;
+			if (errno == ENOBUFS) {
+				/* The kernel dropped events: the caller looks at
+				 * everything again. */
+				memset(&lost, 0, sizeof(lost));
+				lost.kind = NM_EV_LOST;
+				fn(&lost, arg);
+				m.n++;
+				continue;
+			}
+			return -1;
+		}
+		(void)mnl_cb_run(ctx->buf, (size_t)n, 0, 0, nm_mon_cb, &m);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -364,13 +566,8 @@ nm_route_flush(struct nm_ctx *ctx, struct nm_ip *dst, int max, char *err, size_t
 /* The bridge's ports and their MACs, read once (sysfs). libvirt gives a
  * tap the guest's MAC with the first octet set to 0xfe, so a VM matches on
  * the last five octets (the uplink never matches a 52:54:00 guest MAC). */
-struct nm_port {
-	char name[IFNAMSIZ];
-	uint8_t mac[6];
-};
-
-static int
-nm_ports_read(const char *bridge, struct nm_port *ports, int max)
+int
+nm_ports_list(const char *bridge, struct nm_port *ports, int max)
 {
 	char path[128], line[32];
 	struct dirent *d;
@@ -391,9 +588,19 @@ nm_ports_read(const char *bridge, struct nm_port *ports, int max)
 			continue;
 		if (fgets(line, sizeof(line), f) &&
 		    sscanf(line, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6) {
+			unsigned flags = 0;
+			FILE *ff;
+
 			snprintf(ports[n].name, sizeof(ports[n].name), "%s", d->d_name);
 			for (int i = 0; i < 6; i++)
 				ports[n].mac[i] = (uint8_t)m[i];
+			snprintf(path, sizeof(path), "/sys/class/net/%.*s/flags", IFNAMSIZ, d->d_name);
+			if ((ff = fopen(path, "r"))) {
+				if (fscanf(ff, "%x", &flags) != 1)
+					flags = 0;
+				fclose(ff);
+			}
+			ports[n].up = (flags & IFF_UP) != 0;
 			n++;
 		}
 		fclose(f);
@@ -402,8 +609,8 @@ nm_ports_read(const char *bridge, struct nm_port *ports, int max)
 	return n;
 }
 
-static const struct nm_port *
-nm_port_match(const struct nm_port *ports, int n, const uint8_t mac[6])
+const struct nm_port *
+nm_port_find(const struct nm_port *ports, int n, const uint8_t mac[6])
 {
 	for (int i = 0; i < n; i++)
 		if (memcmp(ports[i].mac + 1, mac + 1, 5) == 0 &&
@@ -442,7 +649,7 @@ nm_ports_set(struct nm_ctx *ctx, const char *bridge, const uint8_t (*macs)[6], i
     int up, char *err, size_t errlen)
 {
 	static struct nm_port ports[NM_PORTS_MAX];
-	int n = nm_ports_read(bridge, ports, NM_PORTS_MAX), done = 0;
+	int n = nm_ports_list(bridge, ports, NM_PORTS_MAX), done = 0;
 
 	if (n < 0) {
 		snprintf(err, errlen, "no bridge %s", bridge);
@@ -450,7 +657,7 @@ nm_ports_set(struct nm_ctx *ctx, const char *bridge, const uint8_t (*macs)[6], i
 	}
 	err[0] = '\0';
 	for (int i = 0; i < nmacs; i++) {
-		const struct nm_port *p = nm_port_match(ports, n, macs[i]);
+		const struct nm_port *p = nm_port_find(ports, n, macs[i]);
 
 		if (p && nm_link_up(ctx, p->name, up, err, errlen) == 0)
 			done++;
@@ -463,8 +670,8 @@ nm_port_set(struct nm_ctx *ctx, const char *bridge, const uint8_t mac[6], int up
     size_t portlen, char *err, size_t errlen)
 {
 	static struct nm_port ports[NM_PORTS_MAX];
-	int n = nm_ports_read(bridge, ports, NM_PORTS_MAX);
-	const struct nm_port *p = n > 0 ? nm_port_match(ports, n, mac) : NULL;
+	int n = nm_ports_list(bridge, ports, NM_PORTS_MAX);
+	const struct nm_port *p = n > 0 ? nm_port_find(ports, n, mac) : NULL;
 
 	if (!p) {
 		snprintf(err, errlen, "no port of %s carries %02x:%02x:%02x:%02x:%02x:%02x", bridge,

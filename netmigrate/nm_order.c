@@ -95,6 +95,24 @@ nm_field_copy(char *dst, size_t size, const char *name, const char *v, char *err
 	return 0;
 }
 
+static int
+nm_u64_parse(const char *name, const char *v, uint64_t *out, char *err, size_t errlen)
+{
+	char *end;
+
+	if (*v < '1' || *v > '9') {
+		snprintf(err, errlen, "bad %s '%.40s'", name, v);
+		return -1;
+	}
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	if (*end || errno == ERANGE) {
+		snprintf(err, errlen, "bad %s '%.40s'", name, v);
+		return -1;
+	}
+	return 0;
+}
+
 int
 nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err, size_t errlen)
 {
@@ -148,23 +166,14 @@ nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err, s
 					return -1;
 				o->has_mac = 1;
 			}
-		} else if (strcmp(k, "epoch") == 0) {
-			/* The leader's fencing token: strictly decimal, so a
-			 * garbled one is an error rather than epoch 0. */
-			if (*v) {
-				char *end;
+		} else if (strcmp(k, "epoch") == 0 || strcmp(k, "seq") == 0 ||
+		    strcmp(k, "gen") == 0) {
+			/* The leader's fencing token and the statement's version:
+			 * strictly decimal, so a garbled one is an error, not 0. */
+			uint64_t *dst = k[0] == 'e' ? &o->epoch : k[0] == 's' ? &o->seq : &o->gen;
 
-				if (*v < '1' || *v > '9') {
-					snprintf(err, errlen, "bad epoch '%.40s'", v);
-					return -1;
-				}
-				errno = 0;
-				o->epoch = strtoull(v, &end, 10);
-				if (*end || errno == ERANGE) {
-					snprintf(err, errlen, "bad epoch '%.40s'", v);
-					return -1;
-				}
-			}
+			if (*v && nm_u64_parse(k, v, dst, err, errlen) < 0)
+				return -1;
 		} else if (strcmp(k, "via") == 0) {
 			if (*v) {
 				if (nm_ip_parse(v, &o->via, err, errlen) < 0)

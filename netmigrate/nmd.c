@@ -15,8 +15,10 @@
  * every announcement burst and deletes every host route it installed
  * (all routes with protocol NM_RTPROT, so routes from an earlier run of the
  * agent go too), and executes no order until it holds the lease again. By
- * then the controller may have moved the IPs elsewhere; the agent does not
- * restore anything on its own, fleetd re-issues what it wants.
+ * then the controller may have moved the IPs elsewhere. When the lease is
+ * back, convergence (nmd_want.c) restores the routes fleetd's statements
+ * still want; a VM whose port the fence took down comes up only for a
+ * statement made after the lapse (the lease generation).
  *
  * The fence also silences the VMs whose standby the controller may promote
  * (pf:host:<host>:fence, a set of their MACs, written by fleetd and read
@@ -45,18 +47,21 @@
 #include <unistd.h>
 
 /*
- * KEYS[1] lease, KEYS[2] fence set, KEYS[3] our recorded epoch.
+ * KEYS[1] lease, KEYS[2] fence set, KEYS[3] our recorded epoch, KEYS[4] the
+ * lease generation (one more each time the key is created: fleetd re-plans
+ * a host whose generation moved, nmd_want.c).
  * ARGV[1] the token to hold it with, ARGV[2] lease ms, ARGV[3] "renew" or
  * "acquire", ARGV[4] (acquire) our last token, ARGV[5] our epoch, ARGV[6]
  * (acquire) the token of an attempt whose reply was lost ("" none): a key
- * holding it is ours, set when the lease had lapsed (kept 0).
+ * holding it is ours, set when the lease had lapsed (kept 0). ARGV[7] the
+ * generation we know (Redis may have lost it: it never goes below ours).
  * A renewal only extends our own key: it never creates one, so a renewal
  * that Redis runs late, after the key expired, cannot make it look as if
  * it never lapsed ({3}: lapsed). An acquisition takes an absent key (kept
  * 0) or one still holding our last token (kept 1: it never lapsed). Both
  * raise our recorded epoch to ours (Redis may have lost it) and return
- * {1, fence set members, kept, fence set exists, recorded epoch}; {0}: the
- * key holds someone else's token.
+ * {1, fence set members, kept, fence set exists, recorded epoch, generation};
+ * {0}: the key holds someone else's token.
  */
 static const char nmd_lease_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
@@ -70,8 +75,12 @@ static const char nmd_lease_lua[] =
     "local e = tonumber(redis.call('GET', KEYS[3]) or '0') or 0 "
     "local mine = tonumber(ARGV[5]) or 0 "
     "if mine > e then redis.call('SET', KEYS[3], ARGV[5]) e = mine end "
+    "local g = tonumber(redis.call('GET', KEYS[4]) or '0') or 0 "
+    "local mg = tonumber(ARGV[7]) or 0 "
+    "if kept == 0 then g = math.max(g, mg) + 1 redis.call('SET', KEYS[4], tostring(g)) "
+    "elseif mg > g then redis.call('SET', KEYS[4], ARGV[7]) g = mg end "
     "return {1, redis.call('SMEMBERS', KEYS[2]), kept, redis.call('EXISTS', KEYS[2]), "
-    "  tostring(e)}";
+    "  tostring(e), tostring(g)}";
 
 /* ------------------------------------------------------------------ */
 /* Configuration */
@@ -266,7 +275,7 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 		env->lapsed = 1;
 		return;
 	}
-	if (reply->element[0]->integer != 1 || reply->elements < 5) {
+	if (reply->element[0]->integer != 1 || reply->elements < 6) {
 		if (!env->other_holder)
 			log_warnx("lease host=%s is held by another agent; waiting", env->conf.host);
 		env->other_holder = 1;
@@ -284,6 +293,16 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 	    reply->element[3]->integer == 1);
 	if (reply->element[4]->type == REDIS_REPLY_STRING)
 		nmd_epoch_seen(env, strtoull(reply->element[4]->str, NULL, 10), env->k_epoch);
+	if (reply->element[5]->type == REDIS_REPLY_STRING) {
+		uint64_t g = strtoull(reply->element[5]->str, NULL, 10);
+
+		if (g > env->gen) {
+			log_info("lease generation host=%s gen=%llu (was %llu): the lease was created "
+			    "again, so fleetd re-plans this host", env->conf.host,
+			    (unsigned long long)g, (unsigned long long)env->gen);
+			env->gen = g;
+		}
+	}
 	rlink_command(env->wr, nmd_ctl_epoch_reply, env, "GET pf:ctl:epoch");
 	left = env->renew_sent_ms + env->conf.lease_ms - env->conf.lease_ms / 8 - clock_mono_ms();
 	if (left <= 0)
@@ -322,19 +341,21 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 			    env->token, env->conf.lease_ms);
 		}
 		nmd_orders_start(env);
+		nmd_converge_soon(env);
 	}
 }
 
 static void
 nmd_lease_renew(struct nmd *env)
 {
-	char lease[32], epoch[24];
+	char lease[32], epoch[24], gen[24];
 	const char *tok = env->token;
 
 	if (env->renewing || !rlink_is_up(env->wr))
 		return;
 	snprintf(lease, sizeof(lease), "%lld", env->conf.lease_ms);
 	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)env->epoch);
+	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)env->gen);
 	/* Not holding: a fresh token for this attempt, so that an attempt
 	 * Redis runs late can never pass for our key having been kept. */
 	if (!env->held) {
@@ -342,9 +363,9 @@ nmd_lease_renew(struct nmd *env)
 		    (long long)clock_wall_ms(), (int)getpid(), ++env->token_seq);
 		tok = env->try_token;
 	}
-	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 3 %s %s %s %s %s %s %s %s %s",
-	    nmd_lease_lua, env->k_lease, env->k_fence, env->k_epoch, tok, lease,
-	    env->held ? "renew" : "acquire", env->token, epoch, env->lost_try) == 0) {
+	if (rlink_command(env->wr, nmd_lease_reply, env, "EVAL %s 4 %s %s %s %s %s %s %s %s %s %s %s",
+	    nmd_lease_lua, env->k_lease, env->k_fence, env->k_epoch, env->k_gen, tok, lease,
+	    env->held ? "renew" : "acquire", env->token, epoch, env->lost_try, gen) == 0) {
 		env->acquiring = !env->held;
 		env->renewing = 1;
 		env->renew_sent_ms = clock_mono_ms();
@@ -413,6 +434,7 @@ nmd_free(struct nmd *env)
 	rlink_free(env->rd);
 	rlink_free(env->wr);
 	nmd_orders_free(env);
+	nmd_want_free(env);
 	nmd_metrics_free(env);
 	nmd_hb_free(env);
 	if (env->lease_ev)
@@ -469,6 +491,7 @@ main(int argc, char **argv)
 	snprintf(env.k_orders, sizeof(env.k_orders), "pf:host:%s:orders", env.conf.host);
 	snprintf(env.k_cursor, sizeof(env.k_cursor), "pf:host:%s:cursor", env.conf.host);
 	snprintf(env.k_epoch, sizeof(env.k_epoch), "pf:host:%s:epoch", env.conf.host);
+	snprintf(env.k_gen, sizeof(env.k_gen), "pf:host:%s:gen", env.conf.host);
 	str_copy(env.cursor, "0", sizeof(env.cursor));
 
 	env.nm = nm_ctx_open(NULL, err, sizeof(err));
@@ -482,7 +505,7 @@ main(int argc, char **argv)
 	env.fence_ev = evtimer_new(env.base, nmd_fence_cb, &env);
 	if (!env.sig || !env.lease_ev || !env.fence_ev || nmd_metrics_init(&env) < 0)
 		fatalx("start: out of memory");
-	if (nmd_hb_start(&env, err, sizeof(err)) < 0)
+	if (nmd_hb_start(&env, err, sizeof(err)) < 0 || nmd_want_start(&env, err, sizeof(err)) < 0)
 		fatalx("start: %s", err);
 	tv.tv_sec = env.conf.lease_ms / 3 / 1000;
 	tv.tv_usec = (env.conf.lease_ms / 3 % 1000) * 1000;

@@ -4,6 +4,8 @@
  *   nmd.c          start-up, reloads, the lease and self-fencing
  *   nmd_conf.c     the configuration file (pure: no loop, no Redis)
  *   nmd_orders.c   the order stream, order execution, announcement bursts
+ *   nmd_want.c     the desired state (statements) and keeping the kernel at it
+ *   nmd_hb.c       heartbeats to the controllers
  *   nmd_metrics.c  host metrics (CPU, memory, NIC byte rates)
  * Everything runs on one libevent loop; nothing on it blocks (Redis through
  * rlink, netlink and packet sends are local and take microseconds, burst
@@ -42,6 +44,7 @@ struct nmd_conf {
 	long long ann_initial_ms, ann_step_ms, ann_max_ms, ann_rounds;
 	char arp_form[8];	/* request, reply, both */
 	int fence;
+	long long converge_ms;	/* statements re-read, kernel re-checked; 0: never */
 	char log_level[16];
 	/* heartbeats to the controllers (nmd_hb.c) */
 	char controllers[256];	/* "IP:PORT,IP:PORT"; "" = none: fence on the lease alone */
@@ -71,6 +74,22 @@ struct nmd_burst {
 	struct event *ev;
 };
 
+/* The newest statement for one VM (nmd_want.c): an order's fields. */
+struct nmd_want {
+	char vm[NM_ID_MAX];
+	enum nm_op op;
+	int nips;
+	struct nm_ip *ips;
+	int has_mac;
+	uint8_t mac[6];
+	char dev[IFNAMSIZ];
+	int has_via;
+	struct nm_ip via;
+	uint64_t epoch, seq;	/* its version: the leader's epoch, then seq */
+	uint64_t gen;		/* the lease generation fleetd planned it for */
+	int held;		/* its port stays down until a newer plan (logged once) */
+};
+
 #define NMD_RECENT 256
 #define NMD_FENCE_MAX 4096
 
@@ -91,7 +110,8 @@ struct nmd {
 	int acquiring;		/* the script in flight acquires (not renews) */
 	unsigned token_seq;
 	char k_lease[160], k_metrics[160], k_orders[160], k_cursor[160], k_fence[160];
-	char k_epoch[160];
+	char k_epoch[160], k_gen[160], k_net[160];
+	uint64_t gen;		/* the lease generation we hold (pf:host:<host>:gen) */
 
 	/* lease and fencing */
 	struct event *lease_ev;	/* every lease/3 */
@@ -130,6 +150,17 @@ struct nmd {
 	unsigned long orders_done, orders_failed, orders_stale;
 	uint64_t epoch;		/* highest controller epoch seen (fencing) */
 
+	/* desired state (nmd_want.c) */
+	struct nmd_want *want;
+	int nwant, cwant;
+	int want_auth;		/* the hash had its marker at the last read */
+	int want_read;		/* read once */
+	int want_reading;
+	uint64_t mark_e, mark_s;	/* the marker at the last read */
+	int64_t full_read_ms;
+	struct event *conv_ev, *conv_soon, *mon_ev;
+	unsigned long converge_runs, converge_fixes;
+
 	/* metrics */
 	struct event *metrics_ev;
 	int64_t m_prev_ms;
@@ -154,7 +185,22 @@ void nmd_epoch_seen(struct nmd *env, uint64_t epoch, const char *where);
 void nmd_orders_on_link(struct nmd *env, int up);
 /* Cancel every burst (fencing, shutdown). */
 void nmd_bursts_stop(struct nmd *env);
+/* Start a burst for o on dev (replacing the VM's) and send its first round:
+ * frames sent, or -1 with err. */
+int nmd_burst_start(struct nmd *env, const struct nm_order *o, const char *dev, char *err,
+    size_t errlen);
 void nmd_orders_free(struct nmd *env);
+
+/* nmd_want.c */
+int nmd_want_start(struct nmd *env, char *err, size_t errlen);
+/* An order about to run is the VM's newest statement: kept. 1 when a newer
+ * statement is held already (the order is superseded: not run), else 0. */
+int nmd_want_order(struct nmd *env, const struct nm_order *o);
+/* Compare the kernel with the statements and repair it (why: for the log). */
+void nmd_converge(struct nmd *env, const char *why);
+/* The same, a few ms from now (coalesces bursts of netlink events). */
+void nmd_converge_soon(struct nmd *env);
+void nmd_want_free(struct nmd *env);
 
 /* nmd_hb.c */
 int nmd_hb_start(struct nmd *env, char *err, size_t errlen);

@@ -91,6 +91,7 @@ static const struct conf_key nmd_keys[] = {
 	{ "netmigrated", "uplink", CONF_STR, F(uplink), 0, IFNAMSIZ, NULL },
 	{ "netmigrated", "dev", CONF_STR, F(dev), 0, IFNAMSIZ, NULL },
 	{ "netmigrated", "fence", CONF_BOOL, F(fence), 0, 0, NULL },
+	{ "netmigrated", "converge", CONF_MS, F(converge_ms), 0, 600000, NULL },
 	{ "netmigrated", "log_level", CONF_FUNC, F(log_level), 0, 0, conf_parse_log_level },
 	{ "netmigrated", "controllers", CONF_STR, F(controllers), 0, 256, NULL },
 	{ "netmigrated", "heartbeat_key", CONF_STR, F(hb_key), 0, 128, NULL },
@@ -119,6 +120,7 @@ nmd_conf_defaults(struct nmd_conf *c)
 	c->ann_rounds = 5;
 	str_copy(c->arp_form, "both", sizeof(c->arp_form));
 	c->fence = 1;
+	c->converge_ms = 2000;
 	str_copy(c->log_level, "info", sizeof(c->log_level));
 }
 

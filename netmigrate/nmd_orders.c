@@ -156,9 +156,7 @@ nmd_burst_cb(evutil_socket_t fd, short what, void *arg)
 	nmd_burst_arm(b);
 }
 
-/* Start a burst for o on dev (replacing any burst for the same VM) and send
- * its first round now. Returns frames sent or -1 with err. */
-static int
+int
 nmd_burst_start(struct nmd *env, const struct nm_order *o, const char *dev, char *err,
     size_t errlen)
 {
@@ -390,6 +388,13 @@ nmd_entry(struct nmd *env, const char *sid, const char **fv, size_t n)
 		nmd_ack(env, o.id, 1, 0, "duplicate");
 		return;
 	}
+	if (nmd_want_order(env, &o)) {
+		log_info("order superseded id=%s op=%s vm=%s epoch=%llu seq=%llu: a newer statement "
+		    "for the VM is held (read from %s); not run", o.id, nm_op_name(o.op), o.vm,
+		    (unsigned long long)o.epoch, (unsigned long long)o.seq, env->k_net);
+		nmd_ack(env, o.id, 1, 0, "superseded");
+		return;
+	}
 	r = nmd_exec(env, &o, detail, sizeof(detail), err, sizeof(err));
 	took = clock_mono_us() - t0;
 	if (r < 0) {
@@ -401,6 +406,7 @@ nmd_entry(struct nmd *env, const char *sid, const char **fv, size_t n)
 	}
 	env->orders_done++;
 	nmd_recent_add(env, o.id);
+	nmd_converge_soon(env);	/* ports and anything the order left to the statement */
 	log_info("order id=%s op=%s vm=%s ips=%d %s took_us=%lld", o.id, nm_op_name(o.op), o.vm,
 	    o.nips, detail, (long long)took);
 	nmd_ack(env, o.id, 1, took, "");
