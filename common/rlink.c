@@ -1,9 +1,12 @@
 /*
  * rlink.c: a self-healing asynchronous Redis connection (see rlink.h).
  *
- * States: DOWN (a retry timer is armed) -> CONNECTING (connect timer armed)
- * -> AUTH (AUTH sent, when a password is set) -> UP. Any failure goes back
- * to DOWN with the next backoff. hiredis frees its context itself after the
+ * States: DOWN (a retry timer is armed) -> [ASKING: a sentinel is asked for
+ * the master's address, one sentinel after another] -> CONNECTING (connect
+ * timer armed) -> AUTH (AUTH sent, when a password is set) -> [ROLE: with
+ * sentinels, ROLE must say "master"] -> UP. Any failure goes back to DOWN
+ * with the next backoff; a sentinel that fails hands over to the next, and
+ * only when every one failed is the attempt a failure. hiredis frees its context itself after the
  * connect and disconnect callbacks return, so those callbacks only forget
  * the pointer; rlink frees a context itself only from its own timers and
  * from the AUTH reply (hiredis defers a free asked for inside a callback).
@@ -26,13 +29,18 @@
 #define RLINK_BACKOFF_MAX_MS 5000
 #define RLINK_CONNECT_MS 2000
 
-enum rlink_state { RL_DOWN, RL_CONNECTING, RL_AUTH, RL_UP };
+enum rlink_state { RL_DOWN, RL_ASKING, RL_CONNECTING, RL_AUTH, RL_ROLE, RL_UP };
 
 struct rlink {
 	struct event_base *base;
-	char host[64];
+	struct rlink_target t;
+	char host[64];		/* the Redis connected to: t's, or the sentinels' answer */
 	int port;
+	char addr[80];		/* "host:port" */
 	char password[128];
+	int sidx;		/* the sentinel asked now */
+	int asked;		/* sentinels asked in this attempt */
+	char ask_error[160];	/* the last sentinel's failure */
 	rlink_state_fn *state_fn;
 	void *arg;
 
@@ -54,6 +62,10 @@ struct rlink_req {
 };
 
 static void rlink_connect(struct rlink *rl);
+static void rlink_connect_to(struct rlink *rl, const char *host, int port);
+static void rlink_ask_next(struct rlink *rl, const char *why);
+static void rlink_on_connect(const redisAsyncContext *ac, int status);
+static void rlink_on_disconnect(const redisAsyncContext *ac, int status);
 
 static void
 rlink_arm(struct rlink *rl, int ms)
@@ -98,6 +110,21 @@ rlink_drop(struct rlink *rl, const char *why)
 	rlink_down(rl, why);
 }
 
+/* Forget our context without reporting anything (hiredis frees it, at once
+ * or after the callback it is inside). */
+static void
+rlink_release(struct rlink *rl)
+{
+	redisAsyncContext *ac = rl->ac;
+
+	rl->ac = NULL;
+	if (ac) {
+		ac->data = NULL;
+		redisAsyncFree(ac);
+	}
+	evtimer_del(rl->timer);
+}
+
 static void
 rlink_up(struct rlink *rl)
 {
@@ -125,7 +152,117 @@ rlink_auth_cb(redisAsyncContext *ac, void *r, void *priv)
 		rlink_drop(rl, why);
 		return;
 	}
+	if (rl->t.nsentinels)
+		return;	/* ROLE, sent behind AUTH, decides */
 	rlink_up(rl);
+}
+
+/* With sentinels: the address they gave must be the master now (a sentinel
+ * may answer with the old master during a failover). */
+static void
+rlink_role_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rlink *rl = priv;
+	redisReply *reply = r;
+	char why[200];
+
+	(void)ac;
+	if (!reply || rl->state == RL_DOWN)
+		return;
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+	    reply->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(reply->element[0]->str, "master") == 0) {
+		rlink_up(rl);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s:%d is not the master of '%s' (ROLE: %s); asking the "
+	    "sentinels again", rl->host, rl->port, rl->t.master,
+	    reply->type == REDIS_REPLY_ERROR ? reply->str :
+	    reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+	    reply->element[0]->type == REDIS_REPLY_STRING ? reply->element[0]->str : "?");
+	rlink_drop(rl, why);
+}
+
+/* ----- Sentinel -------------------------------------------------------------- */
+
+static void
+rlink_ask_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rlink *rl = priv;
+	redisReply *reply = r;
+	char why[200], host[64];
+	int port;
+
+	(void)ac;
+	if (!reply || rl->state != RL_ASKING)
+		return;	/* lost: the disconnect path asks the next one */
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[1]->type != REDIS_REPLY_STRING) {
+		snprintf(why, sizeof(why), "sentinel %s:%d: %s", rl->t.sentinel_host[rl->sidx],
+		    rl->t.sentinel_port[rl->sidx], reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    "does not know the master");
+		rlink_release(rl);
+		rlink_ask_next(rl, why);
+		return;
+	}
+	str_copy(host, reply->element[0]->str, sizeof(host));
+	port = atoi(reply->element[1]->str);
+	rlink_release(rl);
+	rlink_connect_to(rl, host, port);
+}
+
+/* Ask sentinel rl->sidx (its connection is up). */
+static void
+rlink_ask(struct rlink *rl)
+{
+	if (rl->t.sentinel_password[0])
+		redisAsyncCommand(rl->ac, NULL, NULL, "AUTH %s", rl->t.sentinel_password);
+	redisAsyncCommand(rl->ac, rlink_ask_cb, rl, "SENTINEL get-master-addr-by-name %s",
+	    rl->t.master);
+}
+
+/* Open a connection to the next sentinel of this attempt, or fail it. */
+static void
+rlink_ask_start(struct rlink *rl)
+{
+	const char *h = rl->t.sentinel_host[rl->sidx];
+	int p = rl->t.sentinel_port[rl->sidx];
+	redisAsyncContext *ac = redisAsyncConnect(h, p);
+	char why[200];
+
+	if (!ac || ac->err || redisLibeventAttach(ac, rl->base) != REDIS_OK) {
+		snprintf(why, sizeof(why), "sentinel %s:%d: %s", h, p, ac && ac->err ? ac->errstr :
+		    "cannot connect");
+		if (ac)
+			redisAsyncFree(ac);
+		rlink_ask_next(rl, why);
+		return;
+	}
+	ac->data = rl;
+	redisAsyncSetConnectCallback(ac, rlink_on_connect);
+	redisAsyncSetDisconnectCallback(ac, rlink_on_disconnect);
+	rl->ac = ac;
+	rl->state = RL_ASKING;
+	rlink_arm(rl, RLINK_CONNECT_MS);
+}
+
+/* The sentinel asked failed (why): the next, or the attempt failed. */
+static void
+rlink_ask_next(struct rlink *rl, const char *why)
+{
+	char msg[300];
+
+	str_copy(rl->ask_error, why, sizeof(rl->ask_error));
+	rl->sidx = (rl->sidx + 1) % rl->t.nsentinels;
+	if (++rl->asked < rl->t.nsentinels) {
+		rlink_ask_start(rl);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no sentinel gave the master '%s' (%d asked; last: %s)",
+	    rl->t.master, rl->asked, rl->ask_error);
+	rl->state = RL_CONNECTING;	/* an attempt, not a lost link */
+	rlink_down(rl, msg);
 }
 
 static void
@@ -138,20 +275,36 @@ rlink_on_connect(const redisAsyncContext *ac, int status)
 		return;
 	if (status != REDIS_OK) {
 		/* hiredis frees ac after we return. */
-		snprintf(why, sizeof(why), "connect %s:%d: %s", rl->host, rl->port, ac->errstr);
 		rl->ac = NULL;
 		evtimer_del(rl->timer);
+		if (rl->state == RL_ASKING) {
+			snprintf(why, sizeof(why), "sentinel %s:%d: %s", rl->t.sentinel_host[rl->sidx],
+			    rl->t.sentinel_port[rl->sidx], ac->errstr);
+			rlink_ask_next(rl, why);
+			return;
+		}
+		snprintf(why, sizeof(why), "connect %s:%d: %s", rl->host, rl->port, ac->errstr);
 		rlink_down(rl, why);
 		return;
 	}
-	evtimer_del(rl->timer);
-	if (rl->password[0]) {
-		rl->state = RL_AUTH;
-		rlink_arm(rl, RLINK_CONNECT_MS);
-		redisAsyncCommand(rl->ac, rlink_auth_cb, rl, "AUTH %s", rl->password);
+	if (rl->state == RL_ASKING) {
+		rlink_ask(rl);	/* the connect timer still runs: it bounds the answer */
 		return;
 	}
-	rlink_up(rl);
+	evtimer_del(rl->timer);
+	if (rl->password[0] || rl->t.nsentinels)
+		rlink_arm(rl, RLINK_CONNECT_MS);
+	if (rl->password[0]) {
+		rl->state = RL_AUTH;
+		redisAsyncCommand(rl->ac, rlink_auth_cb, rl, "AUTH %s", rl->password);
+	}
+	if (rl->t.nsentinels) {
+		rl->state = RL_ROLE;
+		redisAsyncCommand(rl->ac, rlink_role_cb, rl, "ROLE");
+		return;
+	}
+	if (!rl->password[0])
+		rlink_up(rl);
 }
 
 static void
@@ -162,10 +315,16 @@ rlink_on_disconnect(const redisAsyncContext *ac, int status)
 
 	if (!rl)
 		return;	/* we dropped it ourselves */
-	snprintf(why, sizeof(why), "connection to %s:%d lost: %s", rl->host, rl->port,
-	    status == REDIS_OK ? "closed" : ac->errstr);
 	rl->ac = NULL;	/* hiredis frees it after we return */
 	evtimer_del(rl->timer);
+	if (rl->state == RL_ASKING) {
+		snprintf(why, sizeof(why), "sentinel %s:%d: connection lost", rl->t.sentinel_host[rl->sidx],
+		    rl->t.sentinel_port[rl->sidx]);
+		rlink_ask_next(rl, why);
+		return;
+	}
+	snprintf(why, sizeof(why), "connection to %s:%d lost: %s", rl->host, rl->port,
+	    status == REDIS_OK ? "closed" : ac->errstr);
 	rlink_down(rl, why);
 }
 
@@ -181,11 +340,19 @@ rlink_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case RL_DOWN:
 		rlink_connect(rl);
 		break;
+	case RL_ASKING:
+		snprintf(why, sizeof(why), "sentinel %s:%d: no answer in %d ms",
+		    rl->t.sentinel_host[rl->sidx], rl->t.sentinel_port[rl->sidx], RLINK_CONNECT_MS);
+		rlink_release(rl);
+		rlink_ask_next(rl, why);
+		break;
 	case RL_CONNECTING:
 	case RL_AUTH:
+	case RL_ROLE:
 		if (rl->ac) {
 			snprintf(why, sizeof(why), "connect %s:%d: %s", rl->host, rl->port,
-			    rl->state == RL_AUTH ? "AUTH failed or timed out" : "timed out");
+			    rl->state == RL_AUTH ? "AUTH failed or timed out" :
+			    rl->state == RL_ROLE ? "ROLE not answered" : "timed out");
 			rlink_drop(rl, why);
 		} else {
 			rlink_down(rl, "connect failed");
@@ -212,12 +379,29 @@ rlink_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A connection attempt: through the sentinels, or to the one address. */
 static void
 rlink_connect(struct rlink *rl)
+{
+	if (!rl->t.nsentinels) {
+		rlink_connect_to(rl, rl->t.host, rl->t.port);
+		return;
+	}
+	rl->asked = 0;
+	rlink_ask_start(rl);
+}
+
+static void
+rlink_connect_to(struct rlink *rl, const char *host, int port)
 {
 	redisAsyncContext *ac;
 	char why[160];
 
+	if (rl->host != host)
+		str_copy(rl->host, host, sizeof(rl->host));
+	rl->port = port;
+	snprintf(rl->addr, sizeof(rl->addr), "%s:%d", host, port);
+	rl->state = RL_CONNECTING;
 	ac = redisAsyncConnect(rl->host, rl->port);
 	if (!ac || ac->err) {
 		snprintf(why, sizeof(why), "connect %s:%d: %s", rl->host, rl->port,
@@ -240,9 +424,76 @@ rlink_connect(struct rlink *rl)
 	rlink_arm(rl, RLINK_CONNECT_MS);
 }
 
+int
+rlink_sentinels_parse(struct rlink_target *t, const char *list, char *err, size_t errlen)
+{
+	char buf[512], *save = NULL;
+
+	t->nsentinels = 0;
+	str_copy(buf, list, sizeof(buf));
+	for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (t->nsentinels == RLINK_SENTINELS_MAX) {
+			snprintf(err, errlen, "more than %d sentinels", RLINK_SENTINELS_MAX);
+			return -1;
+		}
+		if (hostport_split(tok, t->sentinel_host[t->nsentinels],
+		    sizeof(t->sentinel_host[0]), &t->sentinel_port[t->nsentinels]) < 0) {
+			snprintf(err, errlen, "sentinel '%s' is not IP:PORT", tok);
+			return -1;
+		}
+		t->nsentinels++;
+	}
+	return 0;
+}
+
+int
+rlink_target_make(struct rlink_target *t, const char *redis, const char *password,
+    const char *sentinels, const char *master, const char *sentinel_password, char *err,
+    size_t errlen)
+{
+	memset(t, 0, sizeof(*t));
+	str_copy(t->password, password ? password : "", sizeof(t->password));
+	if (sentinels && *sentinels) {
+		if (rlink_sentinels_parse(t, sentinels, err, errlen) < 0)
+			return -1;
+		if (!master || !*master) {
+			snprintf(err, errlen, "sentinels need the master's name");
+			return -1;
+		}
+		str_copy(t->master, master, sizeof(t->master));
+		str_copy(t->sentinel_password, sentinel_password ? sentinel_password : "",
+		    sizeof(t->sentinel_password));
+		return 0;
+	}
+	if (!redis || hostport_split(redis, t->host, sizeof(t->host), &t->port) < 0) {
+		snprintf(err, errlen, "redis address '%s' is not IP:PORT", redis ? redis : "");
+		return -1;
+	}
+	return 0;
+}
+
 struct rlink *
 rlink_new(struct event_base *base, const char *host, int port, const char *password,
     rlink_state_fn *state_fn, void *arg)
+{
+	struct rlink_target t;
+
+	memset(&t, 0, sizeof(t));
+	str_copy(t.host, host, sizeof(t.host));
+	t.port = port;
+	str_copy(t.password, password ? password : "", sizeof(t.password));
+	return rlink_open(base, &t, state_fn, arg);
+}
+
+const char *
+rlink_addr(const struct rlink *rl)
+{
+	return rl->addr;
+}
+
+struct rlink *
+rlink_open(struct event_base *base, const struct rlink_target *t, rlink_state_fn *state_fn,
+    void *arg)
 {
 	struct rlink *rl = calloc(1, sizeof(*rl));
 	struct timeval sec = { 1, 0 };
@@ -250,9 +501,11 @@ rlink_new(struct event_base *base, const char *host, int port, const char *passw
 	if (!rl)
 		return NULL;
 	rl->base = base;
-	str_copy(rl->host, host, sizeof(rl->host));
-	rl->port = port;
-	str_copy(rl->password, password ? password : "", sizeof(rl->password));
+	rl->t = *t;
+	str_copy(rl->host, t->host, sizeof(rl->host));
+	rl->port = t->port;
+	snprintf(rl->addr, sizeof(rl->addr), "%s:%d", t->host, t->port);
+	str_copy(rl->password, t->password, sizeof(rl->password));
 	rl->state_fn = state_fn;
 	rl->arg = arg;
 	rl->backoff_ms = RLINK_BACKOFF_MIN_MS;
@@ -278,6 +531,17 @@ rlink_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 	if (req->fn)
 		req->fn(ac, reply, req->priv);
 	free(req);
+	/* A master that became a replica (a failover we did not hear of):
+	 * drop the link, the next attempt asks the sentinels. */
+	if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR &&
+	    strncmp(((redisReply *)reply)->str, "READONLY", 8) == 0 && rl->state == RL_UP &&
+	    rl->ac == ac) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s:%d answers READONLY: no longer the master%s", rl->host,
+		    rl->port, rl->t.nsentinels ? "; asking the sentinels" : "");
+		rlink_drop(rl, why);
+	}
 }
 
 static struct rlink_req *

@@ -11,6 +11,15 @@
  *
  * Request/response commands only: no SUBSCRIBE, and blocking commands
  * (XREAD BLOCK) must block for less than RLINK_STALL_MS.
+ *
+ * With Sentinel (a target with sentinels), every connection attempt first
+ * asks the sentinels, one after another, for the master's address
+ * (SENTINEL get-master-addr-by-name, with the sentinels' own AUTH), then
+ * connects there, authenticates, and checks with ROLE that it is the master
+ * before it counts as up. A failover reaches the link as a dropped
+ * connection (Sentinel kills the old master's clients when it demotes it)
+ * or as a READONLY error; either drops the link, and the next attempt asks
+ * the sentinels again (the first retry after a lost link comes in 100 ms).
  * Every function runs on the loop thread of the base given to rlink_new().
  */
 #ifndef PF_RLINK_H
@@ -33,10 +42,37 @@ struct rlink;
  */
 typedef void rlink_state_fn(struct rlink *rl, int up, const char *why, void *arg);
 
-/* host must be an IP address (no DNS on the loop); password may be NULL or
- * "". Connecting starts at once. NULL on allocation failure. */
+#define RLINK_SENTINELS_MAX 5
+
+/* Where the Redis is: one address, or a master known to sentinels. */
+struct rlink_target {
+	char host[64];		/* IP address (no DNS on the loop); unused with sentinels */
+	int port;
+	char password[128];	/* the master's (and its replicas'); "" none */
+	int nsentinels;		/* 0: connect to host:port */
+	char sentinel_host[RLINK_SENTINELS_MAX][64];
+	int sentinel_port[RLINK_SENTINELS_MAX];
+	char master[64];	/* the name the sentinels monitor it under */
+	char sentinel_password[128];	/* the sentinels' requirepass; "" none */
+};
+
+/* "IP:PORT,IP:PORT" into t's sentinels: 0, or -1 with err. */
+int rlink_sentinels_parse(struct rlink_target *t, const char *list, char *err, size_t errlen);
+/* The target a daemon's configuration describes: redis (IP:PORT, used when
+ * sentinels is ""), its password, the sentinels' list, the master's name
+ * and the sentinels' password. 0, or -1 with err. */
+int rlink_target_make(struct rlink_target *t, const char *redis, const char *password,
+    const char *sentinels, const char *master, const char *sentinel_password, char *err,
+    size_t errlen);
+
+/* Connecting starts at once. NULL on allocation failure. */
+struct rlink *rlink_open(struct event_base *base, const struct rlink_target *t,
+    rlink_state_fn *state_fn, void *arg);
+/* rlink_open of one address; password may be NULL or "". */
 struct rlink *rlink_new(struct event_base *base, const char *host, int port,
     const char *password, rlink_state_fn *state_fn, void *arg);
+/* The address connected to (or last tried), "IP:PORT". */
+const char *rlink_addr(const struct rlink *rl);
 
 /*
  * Send a command. fn (may be NULL) is called exactly once, with the reply,

@@ -148,7 +148,11 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 	h = ctl_host_find(&env->model, agent);
 	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)env->lead.epoch);
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)s);
-	snprintf(gen, sizeof(gen), "%llu", h >= 0 ? (unsigned long long)env->model.hosts[h].gen : 0ULL);
+	/* Edges have no generation: the field stays empty. */
+	if (h >= 0 && env->model.hosts[h].gen)
+		snprintf(gen, sizeof(gen), "%llu", (unsigned long long)env->model.hosts[h].gen);
+	else
+		gen[0] = '\0';
 	snprintf(ver, sizeof(ver), "%s.%s", epoch, seq);
 	snprintf(key_net, sizeof(key_net), "pf:host:%s:net", agent);
 	snprintf(key_orders, sizeof(key_orders), "pf:host:%s:orders", agent);
@@ -160,7 +164,9 @@ ctl_order_send(struct fleetd *env, const char *agent, const char *op, const stru
 		sl += (size_t)snprintf(stmt + sl, sizeof(stmt) - sl, " dev=%s", dev);
 	if (via && *via)
 		sl += (size_t)snprintf(stmt + sl, sizeof(stmt) - sl, " via=%s", via);
-	snprintf(stmt + sl, sizeof(stmt) - sl, " epoch=%s seq=%s gen=%s", epoch, seq, gen);
+	sl += (size_t)snprintf(stmt + sl, sizeof(stmt) - sl, " epoch=%s seq=%s", epoch, seq);
+	if (gen[0])
+		snprintf(stmt + sl, sizeof(stmt) - sl, " gen=%s", gen);
 	edge_withdraw = h < 0 && strcmp(op, "withdraw") == 0 && via && *via;
 	{
 		const char *fixed[] = { "EVAL", ctl_order_lua, "2", key_net, key_orders, vm->name,

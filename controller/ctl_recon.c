@@ -610,7 +610,11 @@ ctl_recon_vanished(struct fleetd *env, struct ctl_vm *vm)
 	int home;
 	char what[300] = "";
 
-	if (!ctl_leader_is(env) || env->recon || vm->state != VM_RUNNING || vm->host < 0 ||
+	/* Shut off counts too: its statements must not outlive it (a VM
+	 * destroyed, then undefined, would leave the edge routing its IPs to
+	 * a host where nothing serves them, against a new VM at home). */
+	if (!ctl_leader_is(env) || env->recon || (vm->state != VM_RUNNING &&
+	    vm->state != VM_SHUTOFF && vm->state != VM_PAUSED) || vm->host < 0 ||
 	    vm->migration || vm->failover || vm->meta.role != ROLE_PRIMARY || vm->meta.nips == 0)
 		return;
 	/* Another copy of its IPs runs on that host (a promoted standby): the

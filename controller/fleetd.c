@@ -68,7 +68,7 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 		struct ctl_dom_info *d = &doms[i];
 		struct ctl_vm_meta meta;
 		struct ctl_vm *vm;
-		int was_new;
+		int was_new, was_running;
 
 		if (!d->meta[0] || ctl_vm_meta_parse(d->meta, &meta) < 0)
 			continue;	/* not a fleet VM */
@@ -76,6 +76,7 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 		vm = ctl_vm_get(m, d->name);
 		if (!vm)
 			break;
+		was_running = !was_new && vm->state == VM_RUNNING;
 		if (!vm->meta_pending)
 			vm->meta = meta;	/* else our write is on its way */
 		str_copy(vm->mac, d->mac, sizeof(vm->mac));
@@ -107,6 +108,10 @@ fleetd_snapshot(void *arg, int host, struct ctl_dom_info *doms, int ndoms)
 			    m->hosts[host].conf->name, ctl_vm_state_name(vm->state),
 			    meta.role == ROLE_STANDBY ? "standby" : "primary", meta.nips);
 			ctl_recon_found(env, vm, "found running");
+		} else if (!was_running && vm->state == VM_RUNNING && vm->host == host) {
+			/* Started (or back from a host that was unknown): the network
+			 * is stated for it, whatever the statements said before. */
+			ctl_recon_found(env, vm, "started");
 		}
 	}
 	/* VMs this host had and no longer lists: gone (unless moving). */

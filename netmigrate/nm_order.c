@@ -172,7 +172,10 @@ nm_order_parse(struct nm_order *o, const char *const *fv, size_t n, char *err, s
 			 * strictly decimal, so a garbled one is an error, not 0. */
 			uint64_t *dst = k[0] == 'e' ? &o->epoch : k[0] == 's' ? &o->seq : &o->gen;
 
-			if (*v && nm_u64_parse(k, v, dst, err, errlen) < 0)
+			/* seq and gen may be 0 (no generation yet); an epoch may not. */
+			if (k[0] != 'e' && strcmp(v, "0") == 0)
+				*dst = 0;
+			else if (*v && nm_u64_parse(k, v, dst, err, errlen) < 0)
 				return -1;
 		} else if (strcmp(k, "via") == 0) {
 			if (*v) {

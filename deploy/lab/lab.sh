@@ -349,6 +349,9 @@ lease = $lease
 vm_bridge = br0
 uplink = eth0
 fence = $fence
+# Statements re-read and the kernel re-checked every second (netlink events
+# wake it sooner): a route deleted by hand is back within that.
+converge = 1s
 # Heartbeats to both fleetds: in a Redis outage the leader's grants keep
 # the agent from fencing (docs/design.md, "Fencing and Redis").
 controllers = $MGMT_ROOT_IP:$HB_PORT,$MGMT_ROOT_IP:$HB_PORT_B

@@ -14,11 +14,13 @@
 #   4. the leading fleetd killed (-9): the other takes over;
 #   5. the agent of the host P runs on (away from home) killed (-9) and
 #      started again;
-#   6. the edge's agent killed and started again.
+#   6. the edge's agent killed and started again;
+#   7. P's /32 on the edge deleted by hand: the edge agent restores it;
+#   8. P's route on its host deleted by hand: the host agent restores it.
 # At the end, the capture: every frame claiming P's or U's IP came from
 # that VM's own MAC (never two MACs for one IP).
 # Not here yet (issue 12, open): a Sentinel failover; a host isolated and
-# rejoined across a leader change; a service route deleted by hand.
+# rejoined across a leader change.
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
@@ -149,6 +151,30 @@ t_check "the killed fleetd ($KILLED) starts again and follows" $LAB _fleetd-star
 # 5. and 6. --------------------------------------------------------------------
 fault agent-restart-away $LAB agent-restart us-1
 fault edge-agent-restart $LAB agent-restart edge
+
+# 7. and 8. --------------------------------------------------------------------
+# A service route deleted by hand, on the edge (P is away: its eu address
+# is routed to us-1 by a /32) and on the host P runs on: the agents hold
+# the state fleetd stated and put it back (netlink wakes them).
+route_back() { ip -n "$1" route show "$PIP" proto 77 | grep -q "$2"; }
+del_route() {
+	ip -n "$1" route del "$PIP/32" proto 77
+	t_wait 10 route_back "$1" "$2"
+}
+# The edge agent restarted in 6. keeps the kernel only once it holds its
+# lease again (it waits out its predecessor's) and has read its statements.
+edge_ready() {
+	awk '/ start host=edge /{ r = 0 } / statements pf:host:edge:net=[0-9]+ authoritative=yes/{ r = 1 }
+		END { exit !r }' $RUN/agents/edge/netmigrated.log
+}
+t_check "the restarted edge agent holds its lease and has its statements" t_wait 20 edge_ready
+t_match "the edge routes $PIP to us-1 (before)" "via 10.77.2.11" "$(ip -n pf-edge route show $PIP)"
+fault edge-route-deleted del_route pf-edge "via 10.77.2.11"
+t_check "edge-route-deleted: the edge's route is back" route_back pf-edge "via 10.77.2.11"
+t_match "... the edge agent logged the repair" "converge host=edge why=netlink .*routes_set=1" \
+	"$(grep 'converge host=edge' $RUN/agents/edge/netmigrated.log | tail -n 3)"
+fault host-route-deleted del_route pf-us-1 "dev br0"
+t_check "host-route-deleted: us-1's route to $P is back" route_back pf-us-1 "dev br0"
 
 # The capture ---------------------------------------------------------------------
 kill -INT $TSH 2>/dev/null

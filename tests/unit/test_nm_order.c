@@ -65,6 +65,13 @@ test_order_epoch(void **state)
 	assert_int_equal(nm_order_parse(&o, FV("id", "o-3", "op", "prepare", "vm", "px-1",
 	    "ips", "10.78.1.9", "epoch", ""), err, sizeof(err)), 0);
 	assert_int_equal(o.epoch, 0);
+	/* The statement's version and generation: gen 0 is "none yet". */
+	assert_int_equal(nm_order_parse(&o, FV("id", "1", "op", "announce", "vm", "v",
+	    "ips", "10.78.1.9", "epoch", "4", "seq", "1234", "gen", "0"), err, sizeof(err)), 0);
+	assert_true(o.epoch == 4 && o.seq == 1234 && o.gen == 0);
+	assert_int_equal(nm_order_parse(&o, FV("id", "1", "op", "announce", "vm", "v",
+	    "ips", "10.78.1.9", "gen", "7"), err, sizeof(err)), 0);
+	assert_true(o.gen == 7 && o.seq == 0);
 }
 
 static void
@@ -100,6 +107,10 @@ test_order_errors(void **state)
 	expect_error(FV("id", "", "op", "prepare", "vm", "v", "ips", "10.0.0.1"), "field 'id'");
 	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "epoch", "0"),
 	    "bad epoch '0'");
+	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "gen", "07"),
+	    "bad gen '07'");
+	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "seq", "x"),
+	    "bad seq 'x'");
 	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "epoch", "-3"),
 	    "bad epoch '-3'");
 	expect_error(FV("id", "1", "op", "prepare", "vm", "v", "ips", "10.0.0.1", "epoch", "7x"),
