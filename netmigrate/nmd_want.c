@@ -197,6 +197,7 @@ nmd_stmt_parse(const char *vm, const char *value, struct nm_order *o, char *err,
 struct nmd_wip {
 	struct nm_ip ip;
 	const struct nmd_want *w;
+	int on;			/* the statement installs the IP (else removes it) */
 };
 
 static int
@@ -355,27 +356,34 @@ nmd_converge_net(struct nmd *env, const char *active, struct nmd_fix *f)
 		nmd_fix_err(f, "out of memory");
 		goto out;
 	}
-	/* wanted: active statements (edge: announce with a via); unwanted:
-	 * what a statement withdraws, fences, unroutes, or holds back. */
+	/* Per IP the newest statement naming it decides, whichever VM it is
+	 * about (a promoted standby's "not routed" beats its old primary's
+	 * "routed via"): wanted when it installs the IP (active; on an edge, an
+	 * announce with a via), unwanted when it withdraws, fences, unroutes
+	 * or holds the IP back. */
 	for (int i = 0; i < env->nwant; i++) {
 		const struct nmd_want *w = &env->want[i];
 		int on = env->role == NMD_ROLE_EDGE ? w->op == NM_OP_ANNOUNCE && w->has_via : active[i];
 
 		for (int k = 0; k < w->nips; k++) {
-			struct nmd_wip *d = on ? &wv[nw++] : &uv[nu++];
-
-			d->ip = w->ips[k];
-			d->w = w;
+			uv[nu].ip = w->ips[k];
+			uv[nu].w = w;
+			uv[nu++].on = on;
 		}
 	}
-	qsort(wv, (size_t)nw, sizeof(*wv), nmd_wip_cmp);
+	qsort(uv, (size_t)nu, sizeof(*uv), nmd_wip_cmp);
 	{
-		int j = 0;	/* one per IP: the newest statement */
+		int j = 0;
 
-		for (int i = 0; i < nw; i++)
-			if (j == 0 || nmd_ip_cmp(&wv[j - 1].ip, &wv[i].ip) != 0)
-				wv[j++] = wv[i];
-		nw = j;
+		for (int i = 0; i < nu; i++) {
+			if (i > 0 && nmd_ip_cmp(&uv[i - 1].ip, &uv[i].ip) == 0)
+				continue;	/* an older statement for the same IP */
+			if (uv[i].on)
+				wv[nw++] = uv[i];
+			else
+				uv[j++] = uv[i];
+		}
+		nu = j;
 	}
 	nkr = nm_route_list(env->nm, kr, NMD_KROUTES, err, sizeof(err));
 	if (nkr < 0) {
@@ -416,8 +424,7 @@ nmd_converge_net(struct nmd *env, const char *active, struct nmd_fix *f)
 
 		if (nmd_wip_find(wv, nw, &kr[k].dst))
 			continue;
-		for (int i = 0; i < nu && !unwanted; i++)
-			unwanted = nmd_ip_cmp(&uv[i].ip, &kr[k].dst) == 0;
+		unwanted = nmd_wip_find(uv, nu, &kr[k].dst) != NULL;
 		if (!unwanted && !env->want_auth)
 			continue;
 		if (nm_route_del(env->nm, &kr[k].dst, NULL, NULL, &gone, err, sizeof(err)) < 0)

@@ -7,7 +7,8 @@
 #   or a neighbour entry changed by hand comes back (netlink events); a
 #   fenced port brought up by hand goes down again; a stray route of ours
 #   stays while the hash has no marker and goes once it has one; an order
-#   older than the held statement is superseded; after a lapse a down port
+#   older than the held statement is superseded; of two VMs' statements for
+#   one IP the newest decides; after a lapse a down port
 #   comes up only for a statement of the new lease generation; a restarted
 #   agent restores from the hash alone; Redis flushed: nothing is deleted.
 . "$(dirname "$0")/lib.sh"
@@ -90,7 +91,7 @@ ip -n $NS route add 10.66.0.9/32 dev nmc-br0 proto 77
 ip -n $NS route del $IP/32 proto 77
 t_check "(a convergence round ran)" t_wait 5 has_route $IP
 t_check "a stray route of ours stays while the hash has no marker" has_route 10.66.0.9
-mark 6
+mark 5
 t_check "with the marker (hash complete) the stray route goes" t_wait 5 no_route 10.66.0.9
 t_check "... the stated one stays" has_route $IP
 t_check "the agent says the hash is authoritative" t_wait 5 grep -q "statements pf:host:$H:net=1 authoritative=yes" $LOG
@@ -101,8 +102,16 @@ t_check "an order older than the held statement is superseded" \
 	t_wait 5 bash -c "ip netns exec $NS redis-cli -p $PORT XRANGE pf:acks - + | grep -q superseded"
 t_check "... and not run (the route stays)" has_route $IP
 
+# --- two VMs' statements for one IP: the newest decides -------------------------------------
+rcli HSET pf:host:$H:net vm2 "op=withdraw ips=$IP mac=52:54:00:78:50:02 dev=nmc-br0 epoch=1 seq=6" >/dev/null
+mark 6
+t_check "a newer statement of another VM for the same IP (withdraw) wins: the route goes" t_wait 5 no_route $IP
+rcli HDEL pf:host:$H:net vm2 >/dev/null
+mark 7
+t_check "that statement pruned, the older one for the IP applies again" t_wait 5 has_route $IP
+
 # --- fence by statement, lifted by hand ----------------------------------------------------
-stmt 7 fence "$G"; mark 7
+stmt 8 fence "$G"; mark 8
 t_check "a fence statement takes the VM's port down" t_wait 5 port_down
 t_check "... and its routes go" t_wait 5 no_route $IP
 ip -n $NS link set nmc-vm1 up
@@ -113,12 +122,12 @@ old=$G
 rcli DEL pf:host:$H:lease >/dev/null   # the key lapses: the agent takes it again, a new generation
 t_check "a lapsed lease is taken again with a new generation" t_wait 5 bash -c "[ \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:gen)\" -gt $old ]"
 G=$(gen_now)
-stmt 8 announce "$old"; mark 8
+stmt 9 announce "$old"; mark 9
 t_check "an announce planned before the lapse leaves the down port held" \
 	t_wait 5 grep -q "converge vm=vm1 held: its port nmc-vm1 is down" $LOG
 t_check "... still down" port_down
 t_check "... nothing routed for it" no_route $IP
-stmt 9 announce "$G"; mark 9
+stmt 10 announce "$G"; mark 10
 t_check "the same statement for the new generation brings the port up" t_wait 5 port_up
 t_check "... and its route back" t_wait 5 has_route $IP
 
