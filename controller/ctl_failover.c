@@ -513,15 +513,19 @@ ctl_fo_gen_cb(redisAsyncContext *ac, void *r, void *priv)
 	(void)ac;
 	if (!reply || reply->type != REDIS_REPLY_STRING || env->stopping)
 		return;
+	/* The value read, not the highest: an agent restarted while Redis
+	 * had lost the key counts from 1 again, and that is a new generation
+	 * too. */
 	g = strtoull(reply->str, NULL, 10);
-	if (g > host->gen)
-		host->gen = g;
-	if (host->gen <= host->gen_planned || !ctl_leader_is(env) || env->recon ||
+	host->gen = g;
+	if (host->gen == host->gen_planned || !ctl_leader_is(env) || env->recon ||
 	    host->fo_expiry_ms <= now || now < host->replan_ms)
 		return;
 	snprintf(why, sizeof(why), "lease generation %llu (planned for %llu)",
 	    (unsigned long long)host->gen, (unsigned long long)host->gen_planned);
 	g = host->gen;
+	/* VMs not listed yet since the host came back: again after a while
+	 * (their state decides their plan). */
 	if (ctl_recon_host(env, l->host, why) == 0)
 		host->gen_planned = g;
 	else

@@ -481,6 +481,13 @@ ctl_leader_json(struct fleetd *env)
 	cJSON_AddNumberToObject(o, "lease_ms", (double)env->conf->leader_lease_ms);
 	cJSON_AddNumberToObject(o, "leader_since_ms", me ? (double)l->since_wall_ms : 0);
 	cJSON_AddBoolToObject(o, "reconciling", env->recon != NULL);
+	{
+		/* How long promotions still wait after a takeover (heartbeat
+		 * grants another instance may have given). */
+		int64_t left = me ? l->hb_wait_until_ms - clock_mono_ms() : 0;
+
+		cJSON_AddNumberToObject(o, "promotion_hold_ms", left > 0 ? (double)left : 0);
+	}
 	cJSON_AddNumberToObject(o, "takeovers", (double)l->takeovers);
 	return o;
 }

@@ -51,18 +51,33 @@ static void ctl_ack_read(struct fleetd *env);
  * VM, ARGV[2] its statement, ARGV[3] the version "epoch.seq", ARGV[4] (edge
  * withdraw) the via it undoes, else ""; ARGV[5..] the order's fields. An
  * edge withdraw via X leaves a statement routing the VM via another host
- * alone (the agent applies the same rule to what it holds).
+ * alone (the agent applies the same rule to what it holds). A statement
+ * older than the one stored (a late write of a leader that stepped down)
+ * stores nothing, and the marker never moves back.
  */
 static const char ctl_order_lua[] =
+    "local function ver(s) "
+    "  if not s then return 0, 0 end "
+    "  local e, q = string.match(s, '^(%d+)%.(%d+)$') "
+    "  if not e then e, q = string.match(s, 'epoch=(%d+) seq=(%d+)') end "
+    "  return tonumber(e or '0'), tonumber(q or '0') "
+    "end "
+    "local function older(ae, aq, be, bq) return ae < be or (ae == be and aq < bq) end "
+    "local me, mq = ver(ARGV[3]) "
     "local cur = redis.call('HGET', KEYS[1], ARGV[1]) "
-    "local keep = false "
-    "if ARGV[4] ~= '' and cur then "
+    "local ce, cq = ver(cur) "
+    "local keep = cur and older(me, mq, ce, cq) "
+    "if ARGV[4] ~= '' and cur and not keep then "
     "  local c = ' ' .. cur .. ' ' "
     "  keep = string.find(c, ' op=announce ', 1, true) ~= nil and "
     "    string.find(c, ' via=' .. ARGV[4] .. ' ', 1, true) == nil "
     "end "
     "if not keep then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end "
-    "if redis.call('HEXISTS', KEYS[1], '_') == 1 then redis.call('HSET', KEYS[1], '_', ARGV[3]) end "
+    "local mark = redis.call('HGET', KEYS[1], '_') "
+    "if mark then "
+    "  local ke, kq = ver(mark) "
+    "  if older(ke, kq, me, mq) then redis.call('HSET', KEYS[1], '_', ARGV[3]) end "
+    "end "
     "return redis.call('XADD', KEYS[2], 'MAXLEN', '~', '1000', '*', unpack(ARGV, 5))";
 
 /*
@@ -77,7 +92,11 @@ static const char ctl_mark_lua[] =
     "for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do "
     "  if f ~= '_' and not known[f] then redis.call('HDEL', KEYS[1], f) n = n + 1 end "
     "end "
-    "redis.call('HSET', KEYS[1], '_', ARGV[1]) "
+    "local m = redis.call('HGET', KEYS[1], '_') "
+    "local e, q = string.match(m or '', '^(%d+)%.(%d+)$') "
+    "local ae, aq = string.match(ARGV[1], '^(%d+)%.(%d+)$') "
+    "e, q, ae, aq = tonumber(e or '0'), tonumber(q or '0'), tonumber(ae), tonumber(aq) "
+    "if e < ae or (e == ae and q < aq) then redis.call('HSET', KEYS[1], '_', ARGV[1]) end "
     "return n";
 
 static void

@@ -544,17 +544,28 @@ ctl_recon_host(struct fleetd *env, int h, const char *why)
 	struct ctl_model *m = &env->model;
 	const struct ctl_vm **done = calloc((size_t)m->nvms + 1, sizeof(*done));
 	char what[1200] = "";
-	int ndone = 0, groups = 0, skipped = 0;
+	int ndone = 0, groups = 0, skipped = 0, unknown = 0;
 	int64_t t0 = clock_mono_ms();
 
 	if (!done || !ctl_leader_is(env) || env->recon) {
 		free(done);
 		return -1;
 	}
+	/* What runs on h must be known first: a host whose libvirt has not
+	 * listed its domains since it came back would be stated empty, and
+	 * its agent would delete every route. */
+	if (!m->hosts[h].connected || !m->hosts[h].listed) {
+		free(done);
+		return 1;
+	}
 	for (int i = 0; i < m->nvms; i++) {
 		const struct ctl_vm *vm = m->vms[i], *owner;
 		int seen = 0, r;
 
+		if (vm->host == h && vm->state == VM_UNKNOWN) {
+			unknown++;	/* not listed since the host came back */
+			continue;
+		}
 		if (vm->host != h || (vm->state != VM_RUNNING && vm->state != VM_PAUSED))
 			continue;
 		/* One plan per group: skip a VM whose group's owner was done. */
@@ -571,13 +582,16 @@ ctl_recon_host(struct fleetd *env, int h, const char *why)
 		groups += r > 0;
 	}
 	free(done);
-	/* Everything this agent should carry has been stated: the marker. */
-	if (!skipped)
+	/* Everything this agent should carry has been stated: the marker. A
+	 * group left out (moving, in a promotion) is stated by its own
+	 * executor when it ends; the hash stays unmarked until then. */
+	if (!skipped && !unknown)
 		ctl_order_mark(env, m->hosts[h].conf->name);
 	ctl_journal(env, "host", "replan host=%s gen=%llu why=\"%s\" groups=%d left_out=%d "
-	    "orders=%s took_ms=%lld", m->hosts[h].conf->name, (unsigned long long)m->hosts[h].gen,
-	    why, groups, skipped, what[0] ? what : "-", (long long)(clock_mono_ms() - t0));
-	return skipped;
+	    "unknown=%d orders=%s took_ms=%lld", m->hosts[h].conf->name,
+	    (unsigned long long)m->hosts[h].gen, why, groups, skipped, unknown,
+	    what[0] ? what : "-", (long long)(clock_mono_ms() - t0));
+	return unknown;
 }
 
 void
@@ -689,6 +703,16 @@ ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, i
 	{
 		int *open = calloc((size_t)m->nhosts + 1, sizeof(*open)), any = 0, marked = 0;
 
+		/* A fleet VM the scan saw and the model does not know yet: its
+		 * host's statements are not complete. */
+		for (int i = 0; open && i < s->ndoms; i++) {
+			if (s->doms[i].fleet && s->doms[i].state != VM_SHUTOFF &&
+			    !ctl_vm_find(m, s->doms[i].name) && s->doms[i].host < m->nhosts) {
+				open[s->doms[i].host] = 1;
+				any = 1;
+			}
+		}
+
 		for (int i = 0; open && i < m->nvms; i++) {
 			struct ctl_recon_seen *sv = &seen[i];
 
@@ -703,11 +727,14 @@ ctl_recon_finish(struct fleetd *env, struct ctl_recon_scan *s, int64_t waited, i
 				open[sv->held[k]] = 1;
 		}
 		for (int h = 0; open && h < m->nhosts && h < s->nhosts; h++) {
+			/* Planned by this reconcile, marked or not: a re-plan of the
+			 * host must not undo what it chose to leave alone. */
+			if (s->host_ok[h])
+				m->hosts[h].gen_planned = m->hosts[h].gen;
 			if (!s->host_ok[h] || open[h] || unsettled) {
 				any = 1;
 				continue;
 			}
-			m->hosts[h].gen_planned = m->hosts[h].gen;
 			marked += ctl_order_mark(env, m->hosts[h].conf->name) == 0;
 		}
 		for (int g = 0; open && !any && g < env->conf->nregions; g++)

@@ -340,6 +340,7 @@ nmd_lease_reply(redisAsyncContext *ac, void *r, void *priv)
 			log_info("lease acquired host=%s token=%s lease_ms=%lld", env->conf.host,
 			    env->token, env->conf.lease_ms);
 		}
+		nmd_want_read(env);
 		nmd_orders_start(env);
 		nmd_converge_soon(env);
 	}

@@ -193,9 +193,13 @@ void nmd_orders_free(struct nmd *env);
 
 /* nmd_want.c */
 int nmd_want_start(struct nmd *env, char *err, size_t errlen);
-/* An order about to run is the VM's newest statement: kept. 1 when a newer
- * statement is held already (the order is superseded: not run), else 0. */
-int nmd_want_order(struct nmd *env, const struct nm_order *o);
+/* A newer statement for the order's VM is held: the order is superseded. */
+int nmd_want_superseded(struct nmd *env, const struct nm_order *o);
+/* An order that ran is the VM's newest statement: kept. */
+void nmd_want_order(struct nmd *env, const struct nm_order *o);
+/* Read the statements (the whole hash the first time, after that when its
+ * marker moved). */
+void nmd_want_read(struct nmd *env);
 /* Compare the kernel with the statements and repair it (why: for the log). */
 void nmd_converge(struct nmd *env, const char *why);
 /* The same, a few ms from now (coalesces bursts of netlink events). */

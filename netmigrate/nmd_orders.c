@@ -388,7 +388,7 @@ nmd_entry(struct nmd *env, const char *sid, const char **fv, size_t n)
 		nmd_ack(env, o.id, 1, 0, "duplicate");
 		return;
 	}
-	if (nmd_want_order(env, &o)) {
+	if (nmd_want_superseded(env, &o)) {
 		log_info("order superseded id=%s op=%s vm=%s epoch=%llu seq=%llu: a newer statement "
 		    "for the VM is held (read from %s); not run", o.id, nm_op_name(o.op), o.vm,
 		    (unsigned long long)o.epoch, (unsigned long long)o.seq, env->k_net);
@@ -406,6 +406,7 @@ nmd_entry(struct nmd *env, const char *sid, const char **fv, size_t n)
 	}
 	env->orders_done++;
 	nmd_recent_add(env, o.id);
+	nmd_want_order(env, &o);	/* only what ran: a refused order states nothing */
 	nmd_converge_soon(env);	/* ports and anything the order left to the statement */
 	log_info("order id=%s op=%s vm=%s ips=%d %s took_us=%lld", o.id, nm_op_name(o.op), o.vm,
 	    o.nips, detail, (long long)took);
@@ -522,6 +523,12 @@ nmd_read_next(struct nmd *env)
 
 	if (env->stopping || env->reading || !env->held || !rlink_is_up(env->rd))
 		return;
+	/* The statements first: an order must not run against a state the
+	 * agent has not read (a withdraw after a restart, a stale replay). */
+	if (env->conf.converge_ms > 0 && !env->want_read) {
+		nmd_want_read(env);
+		return;
+	}
 	if (!env->cursor_loaded) {
 		r = rlink_command(env->rd, nmd_cursor_reply, env, "MGET %s %s", env->k_cursor,
 		    env->k_epoch);

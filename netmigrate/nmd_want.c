@@ -132,6 +132,14 @@ nmd_want_put(struct nmd *env, const struct nm_order *o, uint64_t epoch, uint64_t
 }
 
 int
+nmd_want_superseded(struct nmd *env, const struct nm_order *o)
+{
+	struct nmd_want *w = nmd_want_find(env, o->vm);
+
+	return o->seq && w && nmd_ver_cmp(o->epoch, o->seq, w->epoch, w->seq) < 0;
+}
+
+void
 nmd_want_order(struct nmd *env, const struct nm_order *o)
 {
 	struct nmd_want *w = nmd_want_find(env, o->vm);
@@ -142,20 +150,23 @@ nmd_want_order(struct nmd *env, const struct nm_order *o)
 		 * newest statement until fleetd writes a newer one. */
 		e = w ? w->epoch : 0;
 		s = w ? w->seq : 0;
-	} else if (w && nmd_ver_cmp(e, s, w->epoch, w->seq) < 0) {
-		return 1;	/* superseded by what the hash already said */
 	}
-	/* The edge: "withdraw via X" undoes a route via X only; the VM's
-	 * route via another host stays its statement. */
-	if (env->role == NMD_ROLE_EDGE && o->op == NM_OP_WITHDRAW && w && w->op == NM_OP_ANNOUNCE &&
-	    (!w->has_via || memcmp(&w->via, &o->via, sizeof(o->via)) != 0)) {
-		w->epoch = e;
-		w->seq = s;
-		return 0;
+	/* The edge: "withdraw via X" undoes a route via X only. The VM's
+	 * route via another host stays its statement; with nothing held (a
+	 * restarted agent before its first read of the hash), nothing is
+	 * stored: the hash says what the VM's statement is. */
+	if (env->role == NMD_ROLE_EDGE && o->op == NM_OP_WITHDRAW) {
+		if (!w)
+			return;
+		if (w->op == NM_OP_ANNOUNCE &&
+		    (!w->has_via || memcmp(&w->via, &o->via, sizeof(o->via)) != 0)) {
+			w->epoch = e;
+			w->seq = s;
+			return;
+		}
 	}
 	if (nmd_want_put(env, o, e, s) < 0)
 		log_warnx("statement vm=%s not kept: out of memory", o->vm);
-	return 0;
 }
 
 /* Split a statement value "op=announce ips=a,b mac=.. epoch=3 seq=9" into
@@ -304,9 +315,10 @@ nmd_converge_ports(struct nmd *env, char *active, struct nmd_fix *f)
 		want_up = w->op != NM_OP_FENCE;
 		if (p->up == want_up)
 			continue;
-		if (want_up && w->gen < env->gen) {
+		if (want_up && w->gen != env->gen) {
 			/* Down since a fence, and this statement is from before
-			 * the lease lapsed: fleetd has not re-planned yet. */
+			 * the lease lapsed (another generation): fleetd has not
+			 * re-planned yet. */
 			if (!w->held)
 				log_warnx("converge vm=%s held: its port %s is down and its statement "
 				    "(gen %llu) is from before the lease lapsed (gen %llu); waiting "
@@ -375,13 +387,39 @@ nmd_converge_net(struct nmd *env, const char *active, struct nmd_fix *f)
 	{
 		int j = 0;
 
-		for (int i = 0; i < nu; i++) {
-			if (i > 0 && nmd_ip_cmp(&uv[i - 1].ip, &uv[i].ip) == 0)
-				continue;	/* an older statement for the same IP */
-			if (uv[i].on)
-				wv[nw++] = uv[i];
+		for (int i = 0; i < nu;) {
+			int end = i, pick = i;
+
+			while (end < nu && nmd_ip_cmp(&uv[end].ip, &uv[i].ip) == 0)
+				end++;
+			/* On an edge a "withdraw via X" only undoes a route via X:
+			 * the newest announce wins unless a newer withdraw names
+			 * its via, or a newer unroute (no via) clears it. */
+			if (env->role == NMD_ROLE_EDGE) {
+				for (pick = i; pick < end; pick++) {
+					const struct nmd_want *w = uv[pick].w;
+					int undone = 0;
+
+					if (!uv[pick].on) {
+						if (w->op == NM_OP_WITHDRAW && w->has_via)
+							continue;	/* a via of its own */
+						break;		/* unroute: nothing routed */
+					}
+					for (int k = i; k < pick && !undone; k++)
+						undone = uv[k].w->has_via &&
+						    nmd_ip_cmp(&uv[k].w->via, &w->via) == 0;
+					if (undone)
+						uv[pick].on = 0;
+					break;
+				}
+				if (pick == end)
+					pick = i;	/* only withdraws: not routed */
+			}
+			if (uv[pick].on)
+				wv[nw++] = uv[pick];
 			else
-				uv[j++] = uv[i];
+				uv[j++] = uv[pick];
+			i = end;
 		}
 		nu = j;
 	}
@@ -422,9 +460,16 @@ nmd_converge_net(struct nmd *env, const char *active, struct nmd_fix *f)
 	for (int k = 0; k < nkr; k++) {
 		int unwanted = 0, gone;
 
+		const struct nmd_wip *u;
+
 		if (nmd_wip_find(wv, nw, &kr[k].dst))
 			continue;
-		unwanted = nmd_wip_find(uv, nu, &kr[k].dst) != NULL;
+		u = nmd_wip_find(uv, nu, &kr[k].dst);
+		unwanted = u != NULL;
+		/* "No route via X": a route via another host is not its business. */
+		if (u && env->role == NMD_ROLE_EDGE && u->w->op == NM_OP_WITHDRAW && u->w->has_via &&
+		    (!kr[k].has_gw || nmd_ip_cmp(&kr[k].gw, &u->w->via) != 0))
+			unwanted = 0;
 		if (!unwanted && !env->want_auth)
 			continue;
 		if (nm_route_del(env->nm, &kr[k].dst, NULL, NULL, &gone, err, sizeof(err)) < 0)
@@ -591,7 +636,10 @@ nmd_want_merge(struct nmd *env, const redisReply *r)
 		    have_mark ? "yes" : "no", have_mark ? "" : " (no marker: Redis lost the hash or "
 		    "no reconcile has written it yet; nothing is deleted on its strength)");
 	env->want_auth = have_mark;
-	env->want_read = 1;
+	if (!env->want_read) {
+		env->want_read = 1;
+		nmd_orders_start(env);	/* orders waited for this first read */
+	}
 	env->mark_e = me;
 	env->mark_s = ms;
 	env->full_read_ms = clock_mono_ms();
@@ -630,15 +678,32 @@ nmd_want_mark_reply(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	if (reply->type == REDIS_REPLY_STRING)
 		have = sscanf(reply->str, "%llu.%llu", &e, &s) == 2;
-	if (env->want_read && have == env->want_auth && e == env->mark_e && s == env->mark_s &&
+	/* Nothing written since the last read. A hash without its marker is
+	 * read whole every time: its writes do not move a marker. */
+	if (env->want_read && have && env->want_auth && e == env->mark_e && s == env->mark_s &&
 	    clock_mono_ms() - env->full_read_ms < NMD_FULL_READ_MS)
-		return;	/* nothing written since the last read */
+		return;
 	if (rlink_command(env->wr, nmd_want_all_reply, env, "HGETALL %s", env->k_net) == 0)
 		env->want_reading = 1;
 }
 
 /* ------------------------------------------------------------------ */
 /* Timers and netlink events */
+
+void
+nmd_want_read(struct nmd *env)
+{
+	if (env->conf.converge_ms <= 0 || env->want_reading || !rlink_is_up(env->wr))
+		return;
+	if (!env->want_read) {
+		/* The first read is the whole hash, before any order runs. */
+		if (rlink_command(env->wr, nmd_want_all_reply, env, "HGETALL %s", env->k_net) == 0)
+			env->want_reading = 1;
+		return;
+	}
+	if (rlink_command(env->wr, nmd_want_mark_reply, env, "HGET %s _", env->k_net) == 0)
+		env->want_reading = 1;
+}
 
 static void
 nmd_conv_tick(evutil_socket_t fd, short what, void *arg)
@@ -649,9 +714,7 @@ nmd_conv_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!env->held || env->fenced || env->stopping)
 		return;
-	if (!env->want_reading && rlink_is_up(env->wr) &&
-	    rlink_command(env->wr, nmd_want_mark_reply, env, "HGET %s _", env->k_net) == 0)
-		env->want_reading = 1;
+	nmd_want_read(env);
 	nmd_converge(env, "interval");
 }
 

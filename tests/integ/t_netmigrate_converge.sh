@@ -153,5 +153,36 @@ t_check "agent still running" kill -0 $AGENT
 
 kill -TERM $AGENT; wait $AGENT; rc=$?
 t_eq "SIGTERM exits 0" 0 $rc
-t_no_sanitizer_report "no sanitizer reports" $LOG
+
+# --- the edge: "withdraw via X" undoes a route via X only --------------------------
+# (The host agent is stopped: one agent per namespace's routing table.)
+E=nmt-cv-edge EIP=10.66.1.7 A=10.66.9.1 B=10.66.9.2
+ip -n $NS addr add 10.66.9.254/24 dev nmc-br0
+sed -e "s/^host = .*/host = $E/" -e "s/^vm_bridge = .*/role = edge/" $T_TMP/nmd.conf >$T_TMP/edge.conf
+ELOG=$T_TMP/edge.log
+edge_start() {
+	ip netns exec $NS $PF_BIN/netmigrated -f $T_TMP/edge.conf >>$ELOG 2>&1 &
+	EDGE=$!
+	t_defer "kill $EDGE"
+}
+via_is() { ip -n $NS route show $EIP proto 77 | grep -q "via $1"; }
+rcli HSET pf:host:$E:net va "op=announce ips=$EIP via=$B epoch=2 seq=30" _ "2.30" >/dev/null
+edge_start
+t_check "edge: the statement routes the IP via B" t_wait 10 via_is $B
+kill -TERM $EDGE; wait $EDGE
+# While the agent is down, fleetd cleans up where the VM was (via A).
+rcli XADD pf:host:$E:orders '*' id e-31 op withdraw vm va ips $EIP via $A epoch 2 seq 31 >/dev/null
+edge_start
+t_check "a restarted edge agent runs the withdraw via A" t_wait 10 bash -c "ip netns exec $NS redis-cli -p $PORT XRANGE pf:acks - + | grep -q e-31"
+ip -n $NS route del $EIP/32 proto 77
+t_check "... and still routes the IP via B (a withdraw via A is not 'unrouted')" t_wait 5 via_is $B
+rcli HSET pf:host:$E:net vb "op=withdraw ips=$EIP via=$A epoch=2 seq=32" _ "2.32" >/dev/null
+ip -n $NS route del $EIP/32 proto 77
+t_check "another VM's newer 'withdraw via A' leaves the route via B" t_wait 5 via_is $B
+rcli HSET pf:host:$E:net vb "op=unroute ips=$EIP epoch=2 seq=33" _ "2.33" >/dev/null
+t_check "another VM's newer 'unroute' (a promoted standby at home) clears it" \
+	t_wait 5 bash -c "[ -z \"\$(ip -n $NS route show $EIP proto 77)\" ]"
+kill -TERM $EDGE; wait $EDGE; rc=$?
+t_eq "edge agent: SIGTERM exits 0" 0 $rc
+t_no_sanitizer_report "no sanitizer reports" $LOG $ELOG
 t_done
