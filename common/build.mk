@@ -1,6 +1,6 @@
 # common/: code several daemons share (logging, config, signals, clocks, the
 # Redis link). Built once into an archive every program links.
-COMMON_SRCS := common/log.c common/util.c common/conf.c common/sig.c common/rlink.c common/hb.c
+COMMON_SRCS := common/log.c common/util.c common/conf.c common/sig.c common/rlink.c common/rtarget.c common/hb.c
 COMMON_LIB := $(O)/lib/libpfcommon.a
 COMMON_PKGS := libevent hiredis inih
 

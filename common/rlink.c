@@ -39,6 +39,9 @@ struct rlink {
 	char addr[80];		/* "host:port" */
 	char password[128];
 	int sidx;		/* the sentinel asked now */
+	redisAsyncContext *sub;	/* SUBSCRIBE +switch-master on a sentinel, or NULL */
+	int sub_idx;		/* which sentinel */
+	struct event *sub_timer;	/* (re)subscribe */
 	int asked;		/* sentinels asked in this attempt */
 	char ask_error[160];	/* the last sentinel's failure */
 	rlink_state_fn *state_fn;
@@ -184,6 +187,120 @@ rlink_role_cb(redisAsyncContext *ac, void *r, void *priv)
 }
 
 /* ----- Sentinel -------------------------------------------------------------- */
+
+static void rlink_sub_start(struct rlink *rl);
+
+static void
+rlink_sub_retry(struct rlink *rl, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	rl->sub_idx = (rl->sub_idx + 1) % rl->t.nsentinels;
+	evtimer_add(rl->sub_timer, &tv);
+}
+
+/* A message on +switch-master: "<name> <old ip> <old port> <new ip> <new port>".
+ * Ours, and not where we are: the link goes now (the next attempt asks the
+ * sentinels), instead of when the old master is demoted and kills its
+ * clients, which can be seconds later. */
+static void
+rlink_sub_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rlink *rl = priv;
+	redisReply *reply = r;
+	char name[64], oh[64], nh[64], why[240];
+	int op, np;
+
+	(void)ac;
+	if (!reply || !rl)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* AUTH refused, or SUBSCRIBE: give this sentinel up for now. */
+		redisAsyncContext *s = rl->sub;
+
+		rl->sub = NULL;
+		if (s) {
+			s->data = NULL;
+			redisAsyncFree(s);
+		}
+		rlink_sub_retry(rl, 1000);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(reply->element[0]->str, "message") != 0 ||
+	    reply->element[2]->type != REDIS_REPLY_STRING)
+		return;	/* the subscription's confirmation */
+	if (sscanf(reply->element[2]->str, "%63s %63s %d %63s %d", name, oh, &op, nh, &np) != 5 ||
+	    strcmp(name, rl->t.master) != 0)
+		return;
+	if (rl->state == RL_UP && (strcmp(nh, rl->host) != 0 || np != rl->port)) {
+		snprintf(why, sizeof(why), "sentinel: +switch-master %s %s:%d -> %s:%d", name, oh, op,
+		    nh, np);
+		rlink_drop(rl, why);
+		evtimer_del(rl->timer);
+		rlink_arm(rl, 0);	/* ask at once, not after the backoff */
+	} else if (rl->state == RL_DOWN) {
+		rlink_arm(rl, 0);
+	}
+}
+
+static void
+rlink_sub_on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rlink *rl = ac->data;
+
+	if (!rl)
+		return;
+	if (status != REDIS_OK) {
+		rl->sub = NULL;	/* hiredis frees it */
+		rlink_sub_retry(rl, 1000);
+		return;
+	}
+	if (rl->t.sentinel_password[0])
+		redisAsyncCommand(rl->sub, rlink_sub_cb, rl, "AUTH %s", rl->t.sentinel_password);
+	redisAsyncCommand(rl->sub, rlink_sub_cb, rl, "SUBSCRIBE +switch-master");
+}
+
+static void
+rlink_sub_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct rlink *rl = ac->data;
+
+	(void)status;
+	if (!rl)
+		return;
+	rl->sub = NULL;
+	rlink_sub_retry(rl, 1000);
+}
+
+static void
+rlink_sub_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	rlink_sub_start(arg);
+}
+
+static void
+rlink_sub_start(struct rlink *rl)
+{
+	redisAsyncContext *ac;
+
+	if (rl->sub)
+		return;
+	ac = redisAsyncConnect(rl->t.sentinel_host[rl->sub_idx], rl->t.sentinel_port[rl->sub_idx]);
+	if (!ac || ac->err || redisLibeventAttach(ac, rl->base) != REDIS_OK) {
+		if (ac)
+			redisAsyncFree(ac);
+		rlink_sub_retry(rl, 1000);
+		return;
+	}
+	ac->data = rl;
+	redisAsyncSetConnectCallback(ac, rlink_sub_on_connect);
+	redisAsyncSetDisconnectCallback(ac, rlink_sub_on_disconnect);
+	rl->sub = ac;
+}
 
 static void
 rlink_ask_cb(redisAsyncContext *ac, void *r, void *priv)
@@ -424,54 +541,6 @@ rlink_connect_to(struct rlink *rl, const char *host, int port)
 	rlink_arm(rl, RLINK_CONNECT_MS);
 }
 
-int
-rlink_sentinels_parse(struct rlink_target *t, const char *list, char *err, size_t errlen)
-{
-	char buf[512], *save = NULL;
-
-	t->nsentinels = 0;
-	str_copy(buf, list, sizeof(buf));
-	for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-		if (t->nsentinels == RLINK_SENTINELS_MAX) {
-			snprintf(err, errlen, "more than %d sentinels", RLINK_SENTINELS_MAX);
-			return -1;
-		}
-		if (hostport_split(tok, t->sentinel_host[t->nsentinels],
-		    sizeof(t->sentinel_host[0]), &t->sentinel_port[t->nsentinels]) < 0) {
-			snprintf(err, errlen, "sentinel '%s' is not IP:PORT", tok);
-			return -1;
-		}
-		t->nsentinels++;
-	}
-	return 0;
-}
-
-int
-rlink_target_make(struct rlink_target *t, const char *redis, const char *password,
-    const char *sentinels, const char *master, const char *sentinel_password, char *err,
-    size_t errlen)
-{
-	memset(t, 0, sizeof(*t));
-	str_copy(t->password, password ? password : "", sizeof(t->password));
-	if (sentinels && *sentinels) {
-		if (rlink_sentinels_parse(t, sentinels, err, errlen) < 0)
-			return -1;
-		if (!master || !*master) {
-			snprintf(err, errlen, "sentinels need the master's name");
-			return -1;
-		}
-		str_copy(t->master, master, sizeof(t->master));
-		str_copy(t->sentinel_password, sentinel_password ? sentinel_password : "",
-		    sizeof(t->sentinel_password));
-		return 0;
-	}
-	if (!redis || hostport_split(redis, t->host, sizeof(t->host), &t->port) < 0) {
-		snprintf(err, errlen, "redis address '%s' is not IP:PORT", redis ? redis : "");
-		return -1;
-	}
-	return 0;
-}
-
 struct rlink *
 rlink_new(struct event_base *base, const char *host, int port, const char *password,
     rlink_state_fn *state_fn, void *arg)
@@ -511,10 +580,13 @@ rlink_open(struct event_base *base, const struct rlink_target *t, rlink_state_fn
 	rl->backoff_ms = RLINK_BACKOFF_MIN_MS;
 	rl->timer = evtimer_new(base, rlink_timer_cb, rl);
 	rl->watchdog = event_new(base, -1, EV_PERSIST, rlink_watchdog_cb, rl);
-	if (!rl->timer || !rl->watchdog) {
+	rl->sub_timer = evtimer_new(base, rlink_sub_timer_cb, rl);
+	if (!rl->timer || !rl->watchdog || !rl->sub_timer) {
 		rlink_free(rl);
 		return NULL;
 	}
+	if (t->nsentinels)
+		rlink_sub_start(rl);
 	evtimer_add(rl->watchdog, &sec);
 	rlink_connect(rl);
 	return rl;
@@ -649,9 +721,17 @@ rlink_free(struct rlink *rl)
 		ac->data = NULL;
 		redisAsyncFree(ac);
 	}
+	ac = rl->sub;
+	rl->sub = NULL;
+	if (ac) {
+		ac->data = NULL;
+		redisAsyncFree(ac);
+	}
 	if (rl->timer)
 		event_free(rl->timer);
 	if (rl->watchdog)
 		event_free(rl->watchdog);
+	if (rl->sub_timer)
+		event_free(rl->sub_timer);
 	free(rl);
 }

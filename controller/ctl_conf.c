@@ -114,6 +114,9 @@ static const struct conf_key ctl_keys[] = {
 	{ "fleetd", "tls_key", CONF_STR, F(tls_key), 0, 256, NULL },
 	{ "fleetd", "redis", CONF_FUNC, F(redis), 0, 0, conf_parse_hostport },
 	{ "fleetd", "redis_password", CONF_STR, F(redis_password), 0, 128, NULL },
+	{ "fleetd", "redis_sentinels", CONF_STR, F(redis_sentinels), 0, 256, NULL },
+	{ "fleetd", "redis_master", CONF_STR, F(redis_master), 0, 64, NULL },
+	{ "fleetd", "sentinel_password", CONF_STR, F(sentinel_password), 0, 128, NULL },
 	{ "fleetd", "tick", CONF_MS, F(tick_ms), 100, 60000, NULL },
 	{ "fleetd", "stale_after", CONF_MS, F(stale_ms), 1000, 3600000, NULL },
 	{ "fleetd", "log_level", CONF_FUNC, F(log_level), 0, 0, conf_parse_log_level },
@@ -160,8 +163,15 @@ static const struct conf_key ctl_keys[] = {
 static int
 ctl_conf_validate(struct ctl_conf *c, const char *path, char *err, size_t errlen)
 {
+	char e2[200];
+
 	if (!c->api_token[0]) {
 		snprintf(err, errlen, "%s: [fleetd] api_token is required", path);
+		return -1;
+	}
+	if (rlink_target_make(&c->redis_target, c->redis, c->redis_password, c->redis_sentinels,
+	    c->redis_master, c->sentinel_password, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "%s: [fleetd] redis_sentinels: %s", path, e2);
 		return -1;
 	}
 	if (!c->tls_cert[0] != !c->tls_key[0]) {

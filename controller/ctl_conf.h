@@ -19,6 +19,7 @@
 #ifndef CTL_CONF_H
 #define CTL_CONF_H
 
+#include "common/rtarget.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,10 @@ struct ctl_conf {
 	char tls_cert[256], tls_key[256];	/* both set: the API speaks HTTPS */
 	char redis[128];	/* IP:PORT */
 	char redis_password[128];
+	char redis_sentinels[256];	/* "IP:PORT,..."; "": redis is the master */
+	char redis_master[64];	/* the name the sentinels monitor */
+	char sentinel_password[128];
+	struct rlink_target redis_target;	/* from the four above (validated) */
 	long long tick_ms;
 	long long stale_ms;	/* telemetry older than this is stale */
 	char log_level[16];

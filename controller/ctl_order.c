@@ -386,11 +386,7 @@ ctl_ack_state(struct rlink *rl, int up, const char *why, void *arg)
 void
 ctl_order_start(struct fleetd *env)
 {
-	char host[64];
-	int port;
-
-	hostport_split(env->conf->redis, host, sizeof(host), &port);
-	env->acks = rlink_new(env->base, host, port, env->conf->redis_password, ctl_ack_state, env);
+	env->acks = rlink_open(env->base, &env->conf->redis_target, ctl_ack_state, env);
 }
 
 void

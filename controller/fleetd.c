@@ -149,7 +149,7 @@ fleetd_redis_state(struct rlink *rl, int up, const char *why, void *arg)
 
 	(void)rl;
 	if (up) {
-		log_info("redis up: %s", why);
+		log_info("redis up addr=%s: %s", rlink_addr(rl), why);
 		ctl_keep_redis_up(env);
 		ctl_standby_redis_up(env);
 		ctl_leader_poll(env);
@@ -263,8 +263,8 @@ main(int argc, char **argv)
 	struct fleetd env = { 0 };
 	struct ctl_virt_ops ops = { fleetd_host_state, fleetd_snapshot, fleetd_dom_event, &env };
 	struct sig_handlers sh = { fleetd_on_term, fleetd_on_hup, &env };
-	char err[512], host[64];
-	int ch, check = 0, debug = 0, port, stuck;
+	char err[512];
+	int ch, check = 0, debug = 0, stuck;
 	enum log_level lvl = LOG_LVL_INFO;
 	struct timeval tick;
 
@@ -310,9 +310,7 @@ main(int argc, char **argv)
 	env.post = ctl_post_new(env.base);
 	if (!env.post)
 		fatalx("cannot make the post queue");
-	hostport_split(env.conf->redis, host, sizeof(host), &port);
-	env.redis = rlink_new(env.base, host, port, env.conf->redis_password, fleetd_redis_state,
-	    &env);
+	env.redis = rlink_open(env.base, &env.conf->redis_target, fleetd_redis_state, &env);
 	ctl_order_start(&env);
 	env.virt = ctl_virt_start(env.conf, env.post, &ops, err, sizeof(err));
 	if (!env.virt)

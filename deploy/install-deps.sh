@@ -13,7 +13,7 @@ PKGS=(
 	# unit-test framework
 	libcmocka-dev
 	# runtime: redis, libvirt + QEMU (TCG), lab plumbing
-	redis-server libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+	redis-server redis-sentinel libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 	qemu-system-x86 busybox-static cpio iproute2 bridge-utils
 	# clients the integration tests drive
 	curl tshark procps psmisc iputils-ping netcat-openbsd openssl python3

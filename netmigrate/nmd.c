@@ -112,9 +112,12 @@ nmd_reload(void *arg)
 	}
 	if (strcmp(c.host, env->conf.host) || strcmp(c.role, env->conf.role) ||
 	    strcmp(c.redis, env->conf.redis) || c.lease_ms != env->conf.lease_ms ||
+	    strcmp(c.redis_sentinels, env->conf.redis_sentinels) ||
+	    strcmp(c.redis_master, env->conf.redis_master) ||
 	    strcmp(c.controllers, env->conf.controllers) || strcmp(c.hb_key, env->conf.hb_key)) {
-		log_warnx("reload: host, role, redis, lease, controllers and heartbeat_key change "
-		    "only on restart; keeping the old configuration");
+		log_warnx("reload: host, role, redis, redis_sentinels, redis_master, lease, "
+		    "controllers and heartbeat_key change only on restart; keeping the old "
+		    "configuration");
 		return;
 	}
 	env->conf = c;
@@ -391,7 +394,7 @@ nmd_link_state(struct rlink *rl, int up, const char *why, void *arg)
 	if (env->stopping)
 		return;
 	if (up)
-		log_info("redis up link=%s addr=%s", name, env->conf.redis);
+		log_info("redis up link=%s addr=%s", name, rlink_addr(rl));
 	else
 		log_warnx("redis down link=%s reason=\"%s\"", name, why);
 	if (rl == env->wr && up)
@@ -459,9 +462,8 @@ main(int argc, char **argv)
 	static struct nmd env;
 	struct sig_handlers sh = { nmd_term, nmd_reload, &env };
 	struct timeval tv;
-	char err[512], host[64];
-	int ch, check = 0, debug = 0, port, rc;
-	const char *colon;
+	char err[512];
+	int ch, check = 0, debug = 0, rc;
 
 	while ((ch = getopt(argc, argv, "f:nd")) != -1) {
 		switch (ch) {
@@ -512,15 +514,14 @@ main(int argc, char **argv)
 	tv.tv_usec = (env.conf.lease_ms / 3 % 1000) * 1000;
 	evtimer_add(env.lease_ev, &tv);
 
-	colon = strrchr(env.conf.redis, ':');
-	str_copy(host, env.conf.redis, (size_t)(colon - env.conf.redis) + 1);
-	port = atoi(colon + 1);
-	env.wr = rlink_new(env.base, host, port, env.conf.redis_password, nmd_link_state, &env);
-	env.rd = rlink_new(env.base, host, port, env.conf.redis_password, nmd_link_state, &env);
+	env.wr = rlink_open(env.base, &env.conf.target, nmd_link_state, &env);
+	env.rd = rlink_open(env.base, &env.conf.target, nmd_link_state, &env);
 	if (!env.wr || !env.rd)
 		fatalx("start: out of memory");
-	log_info("start host=%s role=%s redis=%s lease_ms=%lld vm_bridge=%s uplink=%s",
-	    env.conf.host, env.conf.role, env.conf.redis, env.conf.lease_ms, env.conf.vm_bridge,
+	log_info("start host=%s role=%s redis=%s%s lease_ms=%lld vm_bridge=%s uplink=%s",
+	    env.conf.host, env.conf.role, env.conf.redis_sentinels[0] ? "sentinels:" : "",
+	    env.conf.redis_sentinels[0] ? env.conf.redis_sentinels : env.conf.redis,
+	    env.conf.lease_ms, env.conf.vm_bridge,
 	    env.conf.uplink[0] ? env.conf.uplink : "-");
 
 	rc = event_base_dispatch(env.base);

@@ -21,6 +21,7 @@
 #define NMD_HB_MAX 4	/* controllers an agent pings */
 
 #include "netmigrate/nm.h"
+#include "common/rtarget.h"
 
 struct event;
 struct event_base;
@@ -34,6 +35,10 @@ struct nmd_conf {
 	char role[8];		/* "host" or "edge" */
 	char redis[128];	/* IP:PORT */
 	char redis_password[128];
+	char redis_sentinels[256];	/* "IP:PORT,..."; "": redis is the master */
+	char redis_master[64];
+	char sentinel_password[128];
+	struct rlink_target target;	/* from the four above (validated) */
 	long long lease_ms;
 	long long metrics_ms;
 	long long block_ms;	/* XREAD BLOCK */

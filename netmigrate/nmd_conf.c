@@ -83,6 +83,9 @@ static const struct conf_key nmd_keys[] = {
 	{ "netmigrated", "role", CONF_FUNC, F(role), 0, 0, nmd_parse_role },
 	{ "netmigrated", "redis", CONF_FUNC, F(redis), 0, 0, conf_parse_hostport },
 	{ "netmigrated", "redis_password", CONF_STR, F(redis_password), 0, 128, NULL },
+	{ "netmigrated", "redis_sentinels", CONF_STR, F(redis_sentinels), 0, 256, NULL },
+	{ "netmigrated", "redis_master", CONF_STR, F(redis_master), 0, 64, NULL },
+	{ "netmigrated", "sentinel_password", CONF_STR, F(sentinel_password), 0, 128, NULL },
 	{ "netmigrated", "lease", CONF_MS, F(lease_ms), 300, 600000, NULL },
 	{ "netmigrated", "metrics_interval", CONF_MS, F(metrics_ms), 100, 60000, NULL },
 	{ "netmigrated", "order_block", CONF_MS, F(block_ms), 10, 4000, NULL },
@@ -148,6 +151,11 @@ nmd_conf_load(const char *path, struct nmd_conf *c, char *err, size_t errlen)
 	}
 	if (strcmp(c->role, "host") == 0 && !c->vm_bridge[0]) {
 		snprintf(err, errlen, "%s: [netmigrated] vm_bridge is required for role host", path);
+		return -1;
+	}
+	if (rlink_target_make(&c->target, c->redis, c->redis_password, c->redis_sentinels,
+	    c->redis_master, c->sentinel_password, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "%s: [netmigrated] redis_sentinels: %s", path, e2);
 		return -1;
 	}
 	if (nmd_conf_controllers(c, e2, sizeof(e2)) < 0) {

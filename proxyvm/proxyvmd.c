@@ -181,7 +181,7 @@ px_redis_state(struct rlink *rl, int up, const char *why, void *arg)
 
 	(void)rl;
 	if (up) {
-		log_info("redis up vm=%s", env->conf->vm);
+		log_info("redis up vm=%s addr=%s", env->conf->vm, rlink_addr(rl));
 		env->users_rev = -1;	/* reload users after an outage */
 	} else {
 		log_warnx("redis down vm=%s why=\"%s\" telemetry=skipped", env->conf->vm, why);
@@ -195,6 +195,10 @@ px_redis_open(struct px_env *env)
 	char host[INET6_ADDRSTRLEN];
 	int port;
 
+	if (c->redis_sentinels[0]) {
+		env->redis = rlink_open(env->base, &c->redis_target, px_redis_state, env);
+		return env->redis ? 0 : -1;
+	}
 	if (!c->redis.len)
 		return 0;
 	if (c->redis.ss.ss_family == AF_INET) {
@@ -245,6 +249,9 @@ px_reload(struct px_env *env)
 	}
 	redis_changed = nc->redis.len != old->redis.len ||
 	    strcmp(nc->redis.text, old->redis.text) != 0 ||
+	    strcmp(nc->redis_sentinels, old->redis_sentinels) != 0 ||
+	    strcmp(nc->redis_master, old->redis_master) != 0 ||
+	    strcmp(nc->redis_sentinel_password, old->redis_sentinel_password) != 0 ||
 	    strcmp(nc->redis_password, old->redis_password) != 0 ||
 	    strcmp(nc->vm, old->vm) != 0;
 	admin_changed = strcmp(nc->admin.text, old->admin.text) != 0;
@@ -258,7 +265,7 @@ px_reload(struct px_env *env)
 		if (px_redis_open(env) < 0)
 			log_warnx("reload redis error=\"out of memory\"");
 	}
-	if (!nc->redis_users || !nc->redis.len)
+	if (!nc->redis_users || !PX_HAS_REDIS(nc))
 		px_auth_set_redis(env->auth, NULL, NULL, 0);
 	else
 		env->users_rev = -1;	/* SIGHUP reloads credentials too */
@@ -479,6 +486,7 @@ main(int argc, char **argv)
 		fatalx("cannot set up signals and timers");
 	log_info("start vm=%s listeners=%d users=%d redis=%s admin=%s pid=%d",
 	    env.conf->vm[0] ? env.conf->vm : "-", env.conf->nlisteners, env.conf->nusers,
+	    env.conf->redis_sentinels[0] ? env.conf->redis_sentinels :
 	    env.conf->redis.len ? env.conf->redis.text : "none",
 	    env.conf->admin.len ? env.conf->admin.text : "none", (int)getpid());
 	event_base_dispatch(env.base);

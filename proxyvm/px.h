@@ -11,6 +11,7 @@
 #ifndef PX_H
 #define PX_H
 
+#include "common/rtarget.h"
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -34,6 +35,9 @@ struct sig_watch;
 enum px_proto { PX_PROTO_HTTP, PX_PROTO_SOCKS5 };
 enum px_authmode { PX_AUTH_AUTO, PX_AUTH_ON, PX_AUTH_OFF };
 enum px_egress { PX_EGRESS_AUTO, PX_EGRESS_NONE, PX_EGRESS_ADDR };
+
+/* The configuration names a Redis (an address, or sentinels). */
+#define PX_HAS_REDIS(c) ((c)->redis.len > 0 || (c)->redis_sentinels[0] != '\0')
 
 struct px_addr {
 	struct sockaddr_storage ss;
@@ -66,9 +70,13 @@ struct px_conf {
 	long long header_timeout_ms, idle_timeout_ms, connect_timeout_ms;
 	long long drain_timeout_ms;
 	/* [redis] */
-	struct px_addr redis;	/* len 0: no Redis */
+	struct px_addr redis;	/* len 0: no Redis (unless sentinels) */
 	char redis_password[128];
 	int redis_users;
+	char redis_sentinels[256];	/* "IP:PORT,...": the master through them */
+	char redis_master[64];
+	char redis_sentinel_password[128];
+	struct rlink_target redis_target;	/* with sentinels (validated) */
 	/* [admin] */
 	struct px_addr admin;	/* len 0: no admin endpoint */
 	char admin_token[128];	/* bearer token for the POSTs to /service; "" = none */

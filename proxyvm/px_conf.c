@@ -257,6 +257,9 @@ static const struct conf_key px_keys[] = {
 	{ "redis", "address", CONF_FUNC, C(redis), 0, 0, px_conf_addr },
 	{ "redis", "password", CONF_STR, C(redis_password), 0, 128, NULL },
 	{ "redis", "users", CONF_BOOL, C(redis_users), 0, 0, NULL },
+	{ "redis", "sentinels", CONF_STR, C(redis_sentinels), 0, 256, NULL },
+	{ "redis", "master", CONF_STR, C(redis_master), 0, 64, NULL },
+	{ "redis", "sentinel_password", CONF_STR, C(redis_sentinel_password), 0, 128, NULL },
 	{ "admin", "listen", CONF_FUNC, C(admin), 0, 0, px_conf_addr },
 	{ "admin", "token", CONF_STR, C(admin_token), 0, 128, NULL },
 	{ "egress", "allow", CONF_FUNC, C(ssrf), 0, 0, px_conf_allow },
@@ -343,7 +346,16 @@ px_conf_load(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	if (c->redis.len && !c->vm[0]) {
+	if (c->redis_sentinels[0]) {
+		char e2[200];
+
+		if (rlink_target_make(&c->redis_target, NULL, c->redis_password, c->redis_sentinels,
+		    c->redis_master, c->redis_sentinel_password, e2, sizeof(e2)) < 0) {
+			snprintf(err, errlen, "%s: [redis] sentinels: %s", path, e2);
+			goto fail;
+		}
+	}
+	if (PX_HAS_REDIS(c) && !c->vm[0]) {
 		snprintf(err, errlen, "%s: 'vm' is required when [redis] is set", path);
 		goto fail;
 	}

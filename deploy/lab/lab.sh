@@ -21,7 +21,8 @@
 #
 # usage: lab.sh up|down|status|env|cpu [SECONDS]
 #        lab.sh kill-host|revive-host|isolate|rejoin HOST   (failure drills)
-#        lab.sh redis-restart | agent-restart HOST|edge     (control-plane drills)
+#        lab.sh redis-restart | sentinel-failover | agent-restart HOST|edge
+#                                                           (control-plane drills)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,6 +42,11 @@ MGMT_EDGE_IP=10.77.254.2
 LAB_NET=10.77.0.0/16
 GW_MAC=02:77:00:00:00:01
 REDIS_PORT=6379
+# Redis as production runs it: a master, a replica and three sentinels (all
+# on the management address); every client finds the master through them.
+REDIS_REPLICA_PORT=6380
+SENTINEL_PORTS=(26379 26380 26381)
+REDIS_MASTER_NAME=pf
 
 die() { echo "lab: $*" >&2; exit 1; }
 log() { echo "lab: $*"; }
@@ -211,29 +217,94 @@ origin_up() {
 
 # ---------------------------------------------------------------- redis
 
-redis_up() {
-	local dir="$STATE_DIR/redis" pass
+# redis_server NAME PORT [MASTER_PORT]: one redis-server (a replica of
+# MASTER_PORT when given). masterauth on both, so either can follow the
+# other after a failover.
+redis_server() {
+	local name=$1 port=$2 dir="$STATE_DIR/$1" pass
 	mkdir -p "$dir"
 	pass=$(lab_env_get PF_REDIS_PASS)
 	umask 077
-	cat >"$dir/redis.conf" <<EOF
+	{
+		cat <<EOF
 bind 127.0.0.1 $MGMT_ROOT_IP
-port $REDIS_PORT
+port $port
 protected-mode yes
 requirepass $pass
+masterauth $pass
 dir $dir
 save ""
 appendonly no
 daemonize no
 logfile ""
 EOF
+		if [ -n "${3:-}" ]; then echo "replicaof $MGMT_ROOT_IP $3"; fi
+	} >"$dir/redis.conf"
 	umask 022
-	spawn redis "$dir/redis.log" redis-server "$dir/redis.conf" >/dev/null
-	wait_for 10 redis_ping || die "redis did not answer on $MGMT_ROOT_IP:$REDIS_PORT (see $dir/redis.log)"
+	spawn "$name" "$dir/redis.log" redis-server "$dir/redis.conf" >/dev/null
+	wait_for 10 redis_ping "$port" || die "redis did not answer on $MGMT_ROOT_IP:$port (see $dir/redis.log)"
+}
+
+# sentinel_up N: sentinel N of SENTINEL_PORTS, watching the master.
+sentinel_up() {
+	local port=${SENTINEL_PORTS[$1]} dir="$STATE_DIR/sentinel-$1"
+	mkdir -p "$dir"
+	umask 077
+	# Sentinel rewrites its file as it learns (replicas, other sentinels).
+	cat >"$dir/sentinel.conf" <<EOF
+bind 127.0.0.1 $MGMT_ROOT_IP
+port $port
+dir $dir
+daemonize no
+logfile ""
+requirepass $(lab_env_get PF_SENTINEL_PASS)
+sentinel sentinel-pass $(lab_env_get PF_SENTINEL_PASS)
+sentinel monitor $REDIS_MASTER_NAME $MGMT_ROOT_IP $REDIS_PORT 2
+sentinel auth-pass $REDIS_MASTER_NAME $(lab_env_get PF_REDIS_PASS)
+sentinel down-after-milliseconds $REDIS_MASTER_NAME 3000
+sentinel failover-timeout $REDIS_MASTER_NAME 15000
+EOF
+	umask 022
+	spawn "sentinel-$1" "$dir/sentinel.log" redis-sentinel "$dir/sentinel.conf" >/dev/null
+	wait_for 10 sentinel_cli "$1" ping || die "sentinel on $MGMT_ROOT_IP:$port does not answer (see $dir/sentinel.log)"
+}
+
+sentinel_cli() {
+	local i=$1
+	shift
+	REDISCLI_AUTH=$(lab_env_get PF_SENTINEL_PASS) redis-cli -h "$MGMT_ROOT_IP" -p "${SENTINEL_PORTS[$i]}" "$@"
+}
+
+# The sentinels' list, as every client's configuration takes it.
+sentinel_list() {
+	local p out=""
+	for p in "${SENTINEL_PORTS[@]}"; do out+="${out:+,}$MGMT_ROOT_IP:$p"; done
+	echo "$out"
+}
+
+redis_master_port() { sentinel_cli 0 SENTINEL get-master-addr-by-name "$REDIS_MASTER_NAME" 2>/dev/null | sed -n 2p; }
+
+# Every sentinel knows the replica and the two other sentinels.
+sentinels_ready() {
+	local i
+	for i in 0 1 2; do
+		sentinel_cli "$i" SENTINEL master "$REDIS_MASTER_NAME" 2>/dev/null | paste - - |
+			grep -qP '^num-other-sentinels\t2$' || return 1
+		sentinel_cli "$i" SENTINEL master "$REDIS_MASTER_NAME" 2>/dev/null | paste - - |
+			grep -qP '^num-slaves\t1$' || return 1
+	done
+}
+
+redis_up() {
+	local i
+	redis_server redis "$REDIS_PORT"
+	redis_server redis-replica "$REDIS_REPLICA_PORT" "$REDIS_PORT"
+	for i in 0 1 2; do sentinel_up "$i"; done
+	wait_for 30 sentinels_ready || die "the sentinels do not see the replica and each other (see $STATE_DIR/sentinel-*/sentinel.log)"
 }
 
 redis_ping() {
-	REDISCLI_AUTH=$(lab_env_get PF_REDIS_PASS) redis-cli -h "$MGMT_ROOT_IP" -p "$REDIS_PORT" ping | grep -q PONG
+	REDISCLI_AUTH=$(lab_env_get PF_REDIS_PASS) redis-cli -h "$MGMT_ROOT_IP" -p "${1:-$REDIS_PORT}" ping | grep -q PONG
 }
 
 # ---------------------------------------------------------------- hosts
@@ -343,7 +414,9 @@ agent_up() {
 [netmigrated]
 host = $name
 role = $role
-redis = $MGMT_ROOT_IP:$REDIS_PORT
+redis_sentinels = $(sentinel_list)
+redis_master = $REDIS_MASTER_NAME
+sentinel_password = $(lab_env_get PF_SENTINEL_PASS)
 redis_password = $(lab_env_get PF_REDIS_PASS)
 lease = $lease
 vm_bridge = br0
@@ -397,7 +470,9 @@ api_url = http://$listen
 instance = $instance
 leader_lease = 2s
 api_token = $(lab_env_get PF_API_TOKEN)
-redis = $MGMT_ROOT_IP:$REDIS_PORT
+redis_sentinels = $(sentinel_list)
+redis_master = $REDIS_MASTER_NAME
+sentinel_password = $(lab_env_get PF_SENTINEL_PASS)
 redis_password = $(lab_env_get PF_REDIS_PASS)
 tick = 500ms
 stale_after = 5s
@@ -500,11 +575,12 @@ lab_secret() {
 # password, the API token and the guests' admin token are made once per lab
 # and kept while the lab lives.
 lab_env_write() {
-	local pass token admin hbkey h r v
+	local pass token admin hbkey spass h r v
 	pass=$(lab_secret PF_REDIS_PASS)
 	token=$(lab_secret PF_API_TOKEN)
 	admin=$(lab_secret PF_ADMIN_TOKEN)
 	hbkey=$(lab_secret PF_HB_KEY)
+	spass=$(lab_secret PF_SENTINEL_PASS)
 	mkdir -p "$LAB_DIR"
 	{
 		echo "# proxyfleet lab address plan, written by deploy/lab/lab.sh; source it."
@@ -526,6 +602,10 @@ lab_env_write() {
 		echo "PF_REDIS_PORT=$REDIS_PORT"
 		echo "PF_REDIS_ADDR=$MGMT_ROOT_IP:$REDIS_PORT"
 		echo "PF_REDIS_PASS=$pass"
+		echo "PF_REDIS_REPLICA_PORT=$REDIS_REPLICA_PORT"
+		echo "PF_SENTINELS=$(sentinel_list)"
+		echo "PF_SENTINEL_PASS=$spass"
+		echo "PF_REDIS_MASTER=$REDIS_MASTER_NAME"
 		echo "PF_API_TOKEN=$token"
 		echo "PF_ADMIN_TOKEN=$admin"
 		echo "PF_HB_KEY=$hbkey"
@@ -808,13 +888,35 @@ cmd_rejoin() {
 # cmd_redis_restart: Redis killed (-9) and started again. The lab's Redis
 # keeps nothing on disk, so it comes back empty, as a Redis without
 # persistence or a promoted replica that missed writes does (a fault drill).
+# It is the master (whichever server that is now) that restarts; its
+# replica then copies the empty data set, and the restart is quicker than
+# the sentinels' down-after, so no failover hides the loss.
 cmd_redis_restart() {
-	local pid
-	pid=$(state_pid redis) || die "no redis"
+	local pid name=redis port
+	port=$(redis_master_port)
+	[ "$port" = "$REDIS_REPLICA_PORT" ] && name=redis-replica
+	pid=$(state_pid "$name") || die "no $name"
 	kill -KILL "$pid"
 	wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || die "redis $pid does not die"
-	redis_up
-	log "redis restarted empty (was pid $pid)"
+	redis_server "$name" "${port:-$REDIS_PORT}"
+	log "redis restarted empty: $name on port ${port:-$REDIS_PORT} (was pid $pid)"
+}
+
+# cmd_sentinel_failover: the sentinels hand the master role to the replica
+# (SENTINEL FAILOVER, as an operator or a dying master would cause); returns
+# once the clients can have moved: the sentinels name the new master and
+# the old one replicates from it.
+cmd_sentinel_failover() {
+	local old new t0=$SECONDS
+	old=$(redis_master_port)
+	[ -n "$old" ] || die "the sentinels name no master"
+	sentinel_cli 0 SENTINEL FAILOVER "$REDIS_MASTER_NAME" >/dev/null
+	wait_for 30 sh -c "[ \"\$(REDISCLI_AUTH=$(lab_env_get PF_SENTINEL_PASS) redis-cli -h $MGMT_ROOT_IP -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name $REDIS_MASTER_NAME | sed -n 2p)\" != $old ]" ||
+		die "the sentinels did not fail over from port $old"
+	new=$(redis_master_port)
+	wait_for 30 sh -c "REDISCLI_AUTH=$(lab_env_get PF_REDIS_PASS) redis-cli -h $MGMT_ROOT_IP -p $old INFO replication | grep -q 'master_link_status:up'" ||
+		die "the old master (port $old) does not replicate from the new one"
+	log "sentinel failover: master port $old -> $new in $((SECONDS - t0)) s"
 }
 
 # cmd_agent_restart NAME: the agent of host NAME (or the edge) killed (-9)
@@ -833,6 +935,7 @@ main() {
 	case "${1:-}" in
 	kill-host) cmd_kill_host "${2:?host}" ;;
 	redis-restart) cmd_redis_restart ;;
+	sentinel-failover) cmd_sentinel_failover ;;
 	agent-restart) cmd_agent_restart "${2:?host or edge}" ;;
 	revive-host) cmd_revive_host "${2:?host}" ;;
 	isolate) cmd_isolate "${2:?host}" ;;
@@ -844,7 +947,7 @@ main() {
 	cpu) cmd_cpu "${2:-10}" ;;
 	_host-mounts) host_mounts "$2" ;;
 	_fleetd-start) fleetd_start "$2" ;;
-	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]|kill-host H|revive-host H|isolate H|rejoin H|redis-restart|agent-restart H|edge" ;;
+	*) die "usage: lab.sh up|down|status|env|cpu [SECONDS]|kill-host H|revive-host H|isolate H|rejoin H|redis-restart|sentinel-failover|agent-restart H|edge" ;;
 	esac
 }
 

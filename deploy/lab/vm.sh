@@ -87,6 +87,11 @@ vm_render() {
 	gw=${!gw}
 	cmdline="console=ttyS0 quiet panic=-1 pf.vm=$id pf.ip=$ips pf.gw=$gw pf.role=$role"
 	cmdline+=" pf.redis=$PF_REDIS_ADDR pf.redis_pass=$PF_REDIS_PASS"
+	# The lab runs Sentinel: proxyvmd finds the master through it.
+	if [ -n "${PF_SENTINELS:-}" ]; then
+		cmdline+=" pf.sentinels=$PF_SENTINELS pf.redis_master=$PF_REDIS_MASTER"
+		cmdline+=" pf.sentinel_pass=$PF_SENTINEL_PASS"
+	fi
 	if [ -n "${PF_ADMIN_TOKEN:-}" ]; then cmdline+=" pf.admin_token=$PF_ADMIN_TOKEN"; fi
 	# The lab's "internet" (client and origin) is a private range: let the
 	# proxies reach it through the SSRF guard.

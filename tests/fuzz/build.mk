@@ -35,7 +35,7 @@ $(eval $(call fuzz_target,fuzz_px_http,$(PX_PARSE_SRCS) common/util.c,))
 $(eval $(call fuzz_target,fuzz_px_socks,$(PX_PARSE_SRCS) common/util.c,))
 $(eval $(call fuzz_target,fuzz_px_ssrf,$(PX_PARSE_SRCS) common/util.c,))
 $(eval $(call fuzz_target,fuzz_nm_order,$(NM_LIB_SRCS) common/util.c,libmnl))
-$(eval $(call fuzz_target,fuzz_conf,common/conf.c common/log.c common/util.c \
+$(eval $(call fuzz_target,fuzz_conf,common/conf.c common/log.c common/util.c common/rtarget.c \
 	controller/ctl_conf.c proxyvm/px_conf.c proxyvm/px_ssrf.c netmigrate/nmd_conf.c \
 	netmigrate/nm_pkt.c,inih))
 $(eval $(call fuzz_target,fuzz_ctl_api,controller/ctl_req.c controller/ctl_model.c \
