@@ -251,6 +251,8 @@ sentinel_up() {
 	mkdir -p "$dir"
 	umask 077
 	# Sentinel rewrites its file as it learns (replicas, other sentinels).
+	# down-after 15 s: longer than the 10 s Redis stall drill, which stays a
+	# stall (the failover drill asks for one: lab.sh sentinel-failover).
 	cat >"$dir/sentinel.conf" <<EOF
 bind 127.0.0.1 $MGMT_ROOT_IP
 port $port
@@ -261,7 +263,7 @@ requirepass $(lab_env_get PF_SENTINEL_PASS)
 sentinel sentinel-pass $(lab_env_get PF_SENTINEL_PASS)
 sentinel monitor $REDIS_MASTER_NAME $MGMT_ROOT_IP $REDIS_PORT 2
 sentinel auth-pass $REDIS_MASTER_NAME $(lab_env_get PF_REDIS_PASS)
-sentinel down-after-milliseconds $REDIS_MASTER_NAME 3000
+sentinel down-after-milliseconds $REDIS_MASTER_NAME 15000
 sentinel failover-timeout $REDIS_MASTER_NAME 15000
 EOF
 	umask 022

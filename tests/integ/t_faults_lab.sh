@@ -11,6 +11,7 @@
 #      route and never announces the standby;
 #   3. Redis killed and started again empty: the leader's epoch rises above
 #      every epoch the agents know, the agents follow it, fence sets back;
+#   3b. a Sentinel failover of the master, and back: every client follows;
 #   4. the leading fleetd killed (-9): the other takes over;
 #   5. the agent of the host P runs on (away from home) killed (-9) and
 #      started again;
@@ -19,8 +20,8 @@
 #   8. P's route on its host deleted by hand: the host agent restores it.
 # At the end, the capture: every frame claiming P's or U's IP came from
 # that VM's own MAC (never two MACs for one IP).
-# Not here yet (issue 12, open): a Sentinel failover; a host isolated and
-# rejoined across a leader change.
+# Not here yet (issue 12, open): a host isolated and rejoined across a
+# leader change; the leader killed during a failover.
 . "$(dirname "$0")/lib.sh"
 t_need_root
 
@@ -83,8 +84,15 @@ fault() {
 	t_diag "$name: $P: $T_PROBE_LINE"
 	t_probe_stop "$name-U"; ou=$T_OUTAGE fu=$T_FAILED
 	t_diag "$name: $U: $T_PROBE_LINE"
-	t_le "$name: $P (protected) served throughout: failed probes" "${fp:-99}" 1
-	t_le "$name: $U (unprotected) served throughout: failed probes" "${fu:-99}" 1
+	if [ -n "${FAULT_BREAKS:-}" ]; then
+		# The fault itself cuts the path (a route deleted by hand): what
+		# counts is how soon it is repaired (the issue's 2 s target).
+		t_le "$name: $P served again within 2 s (outage ms)" "${op:-99999}" 2000
+		t_le "$name: $U served throughout: failed probes" "${fu:-99}" 1
+	else
+		t_le "$name: $P (protected) served throughout: failed probes" "${fp:-99}" 1
+		t_le "$name: $U (unprotected) served throughout: failed probes" "${fu:-99}" 1
+	fi
 	t_eq "$name: no agent fenced" "$f0" "$(fences)"
 	[ "$f0" = "$(fences)" ] ||
 		t_diag "$(grep -h 'fence host=\|not fencing\|lease lapsed\|unfence host\|granted by' $RUN/agents/*/netmigrated.log | tail -n 12)"
@@ -129,6 +137,24 @@ t_check "... every agent has its epoch ($E1) again, so none refuses its orders" 
 fence_back() { R SMEMBERS pf:host:us-1:fence | grep -qx "$MP"; }
 t_check "... the fence set of $P's host is written again" t_wait 10 fence_back
 
+# 3b. -------------------------------------------------------------------------
+# A Sentinel failover: the replica becomes the master; every client (fleetds,
+# agents, the guests' proxyvmd) follows +switch-master. Then back, so the
+# rest of the drills find the master where the lab put it.
+master_port() { REDISCLI_AUTH=$PF_SENTINEL_PASS redis-cli -h "$PF_REDIS_HOST" -p "${PF_SENTINELS##*:}" \
+	SENTINEL get-master-addr-by-name "$PF_REDIS_MASTER" | sed -n 2p; }
+sentinel_failover() { $LAB sentinel-failover >/dev/null; }
+t_eq "the sentinels name the lab's master" "$PF_REDIS_PORT" "$(master_port)"
+fault sentinel-failover sentinel_failover
+t_eq "sentinel-failover: the replica is the master now" "$PF_REDIS_REPLICA_PORT" "$(master_port)"
+follows() { grep -q "redis up .*addr=$PF_REDIS_HOST:$PF_REDIS_REPLICA_PORT" "$@"; }
+t_check "... both fleetds moved to it" t_wait 10 bash -c "grep -q 'redis up addr=$PF_REDIS_HOST:$PF_REDIS_REPLICA_PORT' $RUN/fleetd/fleetd.log && grep -q 'redis up addr=$PF_REDIS_HOST:$PF_REDIS_REPLICA_PORT' $RUN/fleetd-b/fleetd.log"
+t_check "... every agent moved to it" t_wait 10 bash -c "for f in $RUN/agents/*/netmigrated.log; do grep -q 'redis up link=write addr=$PF_REDIS_HOST:$PF_REDIS_REPLICA_PORT' \$f || exit 1; done"
+tel_on_new() { local v; v=$(REDISCLI_AUTH=$PF_REDIS_PASS redis-cli -h "$PF_REDIS_HOST" -p "$PF_REDIS_REPLICA_PORT" HGET pf:vm:$P:tel ts_ms); [ "${v:-0}" -gt "$1" ]; }
+t_check "... and $P's proxyvmd writes its telemetry there" t_wait 15 tel_on_new "$(date +%s%3N)"
+fault sentinel-failback sentinel_failover
+t_eq "sentinel-failback: the lab's master again" "$PF_REDIS_PORT" "$(master_port)"
+
 # 4. -------------------------------------------------------------------------
 kill_leader() {
 	local who api other
@@ -169,11 +195,11 @@ edge_ready() {
 }
 t_check "the restarted edge agent holds its lease and has its statements" t_wait 20 edge_ready
 t_match "the edge routes $PIP to us-1 (before)" "via 10.77.2.11" "$(ip -n pf-edge route show $PIP)"
-fault edge-route-deleted del_route pf-edge "via 10.77.2.11"
+FAULT_BREAKS=1 fault edge-route-deleted del_route pf-edge "via 10.77.2.11"
 t_check "edge-route-deleted: the edge's route is back" route_back pf-edge "via 10.77.2.11"
 t_match "... the edge agent logged the repair" "converge host=edge why=netlink .*routes_set=1" \
 	"$(grep 'converge host=edge' $RUN/agents/edge/netmigrated.log | tail -n 3)"
-fault host-route-deleted del_route pf-us-1 "dev br0"
+FAULT_BREAKS=1 fault host-route-deleted del_route pf-us-1 "dev br0"
 t_check "host-route-deleted: us-1's route to $P is back" route_back pf-us-1 "dev br0"
 
 # The capture ---------------------------------------------------------------------
