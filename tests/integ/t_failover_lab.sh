@@ -15,7 +15,9 @@
 #     fleetd but not from clients: its agent fences the primary's port before
 #     the standby on us-1 is promoted; tshark on the edge sees no frame from
 #     the old primary after the first one from the new (no two announcers);
-#     the IP is routed to us-1 (cross-region re-pointing);
+#     the IP is routed to us-1 (cross-region re-pointing); the leader is then
+#     killed and eu-2 rejoins under the other fleetd: the fenced copy stays
+#     silent (its port down) until it is removed, no client outage;
 #  5. switchover: planned, the primary fenced first, under the probing client;
 #  6. warm standby: defined and shut off; when its primary's host dies it is
 #     booted, then promoted (the outage is the guest's boot).
@@ -148,7 +150,7 @@ t_wait 10 serves $PIP && t_ok "open again without credentials" || t_fail "open a
 
 # 4. partition: eu-2 loses the management side, keeps its clients
 M1=$(vmf $S1 mac) M2=$(vmf $S2 mac)
-ip netns exec pf-edge tshark -n -i br-eu -i br-us -a duration:40 -w "$T_TMP/part.pcap" \
+ip netns exec pf-edge tshark -n -i br-eu -i br-us -a duration:120 -w "$T_TMP/part.pcap" \
 	>"$T_TMP/tshark.log" 2>&1 &
 TSH=$!
 t_wait 15 grep -q "Capturing on" "$T_TMP/tshark.log" || t_fail "tshark starts" "$(cat "$T_TMP/tshark.log")"
@@ -157,16 +159,41 @@ $LAB isolate eu-2 >/dev/null
 t_wait 15 fo_is $S1 phase done && t_ok "fleetd promotes $S2 (cross-region)" ||
 	t_fail "fleetd promotes $S2" "$("$FC" failovers; "$FC" events | tail -n 8)"
 probe_stop part
-kill -INT $TSH 2>/dev/null
-wait $TSH
 t_diag "partition, client view: $PROBE_LINE"
 t_diag "fleetd: detect_to_serving_ms=$(fof $S1 detect_to_serving_ms)"
 t_match "the isolated agent fenced the primary's port" "fence host=eu-2 .*vm_ports_down=1" \
 	"$(grep 'fence host=eu-2' /run/proxyfleet-lab/agents/eu-2/netmigrated.log)"
 t_match "the edge routes $PIP to us-1" "$PIP via 10.77.2.11" "$(ip -n pf-edge route show $PIP)"
 t_wait 10 serves $PIP && t_ok "$PIP serves from us-1" || t_fail "$PIP serves from us-1"
+# 4b. ... and rejoins across a leader change: the leader that promoted is
+# killed (-9) while eu-2 is still cut off; the other fleetd leads, and when
+# eu-2 comes back (a new lease generation) it re-plans the host: the fenced
+# copy stays silent until it is removed. The capture runs on.
+leader_name() { curl -s --max-time 1 -H "Authorization: Bearer $FLEETCTL_TOKEN" "$1/v1/leader" |
+	python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["leader"] if j["role"] == "leader" else "")' 2>/dev/null; }
+lab_pid() { awk -v n="$1" '$1 == "pid" && $2 == n { p = $3 } END { print p }' /run/proxyfleet-lab/state; }
+if [ -n "$(leader_name "$PF_API_URL")" ]; then KILLED=fleetd OTHER=$PF_API_URL_B; else KILLED=fleetd-b OTHER=$PF_API_URL; fi
+probe_start rejoin
+kill -9 "$(lab_pid $KILLED)"
+t_wait 15 bash -c "[ -n \"\$(curl -s --max-time 1 -H 'Authorization: Bearer $FLEETCTL_TOKEN' $OTHER/v1/leader | grep -o '\"role\": *\"leader\"')\" ]" &&
+	t_ok "the other fleetd leads after the kill" || t_fail "the other fleetd leads after the kill"
+FLEETCTL_API=$OTHER PF_API_URL=$OTHER
+t_check "eu-2 rejoins" $LAB rejoin eu-2
+t_check "the new leader re-plans eu-2 for its new lease generation" \
+	t_wait 20 bash -c "$FC events | grep -q 'replan host=eu-2 gen='"
+t_wait 30 not_defined "$EU2" $S1 &&
+	t_ok "the fenced $S1 is removed from eu-2 once it answers" || t_fail "the fenced $S1 is removed" "$(defined_on $EU2)"
+probe_stop rejoin
+t_diag "rejoin across a leader change, client view: $PROBE_LINE"
+t_le "no client outage while eu-2 rejoins under the new leader (failed probes)" \
+	"$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<<"$PROBE_LINE")" 1
+t_check "... the fenced copy's port never came up on eu-2" \
+	bash -c "! grep -q 'converge vm=$S1 port=.* up' /run/proxyfleet-lab/agents/eu-2/netmigrated.log"
+t_check "the killed fleetd ($KILLED) starts again and follows" $LAB _fleetd-start $KILLED
+kill -INT $TSH 2>/dev/null
+wait $TSH
 # Frames that claim the IP, by source MAC: the old primary's last must come
-# before the new one's first.
+# before the new one's first (through the partition and the rejoin).
 tshark -n -r "$T_TMP/part.pcap" -T fields -e frame.time_epoch -e eth.src \
 	-Y "ip.src==$PIP or arp.src.proto_ipv4==$PIP" 2>/dev/null >"$T_TMP/claims.txt"
 last_old=$(awk -v m="$M1" '$2 == m { t = $1 } END { printf "%.6f", t }' "$T_TMP/claims.txt")
@@ -175,9 +202,6 @@ t_diag "frames claiming $PIP: $(wc -l <"$T_TMP/claims.txt"); old primary's last 
 t_match "the new primary announced (tshark)" '^[0-9]' "$first_new"
 t_ok_if() { if awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; then t_ok "$3"; else t_fail "$3" "$1 >= $2"; fi; }
 t_ok_if "$last_old" "${first_new:-0}" "no window with two announcers: old primary silent before the new one speaks"
-t_check "eu-2 rejoins" $LAB rejoin eu-2
-t_wait 30 not_defined "$EU2" $S1 &&
-	t_ok "the fenced $S1 is removed from eu-2 once it answers" || t_fail "the fenced $S1 is removed" "$(defined_on $EU2)"
 # 5. planned switchover: the new primary (S2 on us-1) hands over to the
 # standby fleetd made for it, fenced first, under the probing client.
 t_wait 90 peer_set $S2 || true
