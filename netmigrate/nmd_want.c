@@ -657,8 +657,16 @@ nmd_want_all_reply(redisAsyncContext *ac, void *r, void *priv)
 	env->want_reading = 0;
 	if (!reply || env->stopping)
 		return;
-	if (reply->type == REDIS_REPLY_ERROR) {
-		log_warnx("statements %s: %s", env->k_net, reply->str);
+	if (reply->type != REDIS_REPLY_ARRAY) {
+		log_warnx("statements %s: %s", env->k_net, reply->type == REDIS_REPLY_ERROR ?
+		    reply->str : "not a hash");
+		/* Orders must not wait on a hash that cannot be read: they run,
+		 * and nothing is deleted on the strength of what was not read. */
+		if (!env->want_read) {
+			env->want_read = 1;
+			env->want_auth = 0;
+			nmd_orders_start(env);
+		}
 		return;
 	}
 	nmd_want_merge(env, reply);

@@ -70,6 +70,8 @@ has_ack() { [ -n "$(ack_field "$1" status)" ]; }
 order() { rcli XADD pf:host:$H:orders '*' "$@" >/dev/null; }
 route_of() { ip -n $NS route show "$1" | sed 's/ *$//'; }
 
+# A desired-state hash that cannot be read (not a hash): orders must still run.
+rcli SET pf:host:$H:net not-a-hash >/dev/null
 agent_start
 t_check "agent takes the lease" t_wait 10 bash -c "[ -n \"\$(ip netns exec $NS redis-cli -p $PORT GET pf:host:$H:lease)\" ]"
 ttl=$(rcli PTTL pf:host:$H:lease)
@@ -86,6 +88,8 @@ t_diag "o-1 (prepare + first announcement of 2 IPs) took_us=$(ack_field o-1 took
 t_eq "route to the VM bridge present" "10.78.40.150 dev nmt-br0 proto 77 scope link" "$(route_of 10.78.40.150)"
 t_match "IPv6 route present" "fd78:40::150 dev nmt-br0 proto 77" "$(ip -n $NS -6 route show fd78:40::150)"
 t_match "agent logged the order with its time" "order id=o-1 op=announce vm=px-1 ips=2 .*took_us=[0-9]+" "$(cat $LOG)"
+t_match "... although its statements hash could not be read (said so)" "statements pf:host:$H:net: WRONGTYPE" "$(cat $LOG)"
+rcli DEL pf:host:$H:net >/dev/null
 
 # --- duplicates and bad input ---------------------------------------------------
 order id o-1 op announce vm px-1 ips 10.78.40.150,fd78:40::150 mac $MAC
