@@ -511,6 +511,19 @@ ctl_recon_group(struct fleetd *env, struct ctl_vm *vm, struct ctl_recon_seen *se
 	return 1;
 }
 
+/* Send every order of plan (appending "agent:op" to what). */
+static void
+ctl_recon_send(struct fleetd *env, const struct ctl_ho_plan *plan, char *what, size_t wlen)
+{
+	for (int i = 0; i < plan->n; i++) {
+		struct ctl_ho_dest d;
+
+		ctl_ho_dest(&env->model, plan, &plan->o[i], &d);
+		ctl_recon_order(env, plan->o[i].vm, d.agent, ctl_ho_op_name(plan->o[i].op), d.dev,
+		    d.via, what, wlen);
+	}
+}
+
 /* Send the plan of vm's group (vm any member), unless something in the
  * group is moving or being promoted. 1 sent, 0 nothing to send (no owner),
  * -1 left out (busy). */
@@ -528,13 +541,7 @@ ctl_recon_replan(struct fleetd *env, const struct ctl_vm *vm, const struct ctl_v
 	for (int i = 0; i < plan.ngroup; i++)
 		if (plan.group[i]->migration || plan.group[i]->failover)
 			return -1;
-	for (int i = 0; i < plan.n; i++) {
-		struct ctl_ho_dest d;
-
-		ctl_ho_dest(&env->model, &plan, &plan.o[i], &d);
-		ctl_recon_order(env, plan.o[i].vm, d.agent, ctl_ho_op_name(plan.o[i].op), d.dev, d.via,
-		    what, wlen);
-	}
+	ctl_recon_send(env, &plan, what, wlen);
 	return 1;
 }
 
@@ -606,13 +613,7 @@ ctl_recon_found(struct fleetd *env, struct ctl_vm *vm, const char *why)
 		return;
 	if (ctl_ho_plan(&env->model, &in, &plan) == 0 || plan.owner != vm)
 		return;	/* a standby, a replaced copy: nothing of its own to carry */
-	for (int i = 0; i < plan.n; i++) {
-		struct ctl_ho_dest d;
-
-		ctl_ho_dest(&env->model, &plan, &plan.o[i], &d);
-		ctl_recon_order(env, plan.o[i].vm, d.agent, ctl_ho_op_name(plan.o[i].op), d.dev, d.via,
-		    what, sizeof(what));
-	}
+	ctl_recon_send(env, &plan, what, sizeof(what));
 	ctl_journal(env, "vm", "network vm=%s on=%s why=\"%s\" orders=%s", vm->name,
 	    env->model.hosts[vm->host].conf->name, why, what);
 }

@@ -510,7 +510,7 @@ nmd_converge_net(struct nmd *env, const char *active, struct nmd_fix *f)
 		const struct nmd_want *w = uv[i].w;
 		const char *dev = nmd_want_dev(env, w);
 
-		if (!w->has_mac || !dev || nmd_wip_find(wv, nw, &uv[i].ip))
+		if (!w->has_mac || !dev)
 			continue;
 		if (!ndev || strcmp(ndev, dev) != 0) {
 			ndev = dev;
@@ -565,6 +565,18 @@ nmd_converge(struct nmd *env, const char *why)
 
 /* ------------------------------------------------------------------ */
 /* Reading the hash */
+
+/* The first read of the statements is done (auth: the hash had its
+ * marker): orders waited for it. */
+static void
+nmd_want_read_done(struct nmd *env, int auth)
+{
+	env->want_auth = auth;
+	if (!env->want_read) {
+		env->want_read = 1;
+		nmd_orders_start(env);
+	}
+}
 
 static void
 nmd_want_merge(struct nmd *env, const redisReply *r)
@@ -635,11 +647,7 @@ nmd_want_merge(struct nmd *env, const redisReply *r)
 		log_info("statements %s=%d authoritative=%s%s", env->k_net, env->nwant,
 		    have_mark ? "yes" : "no", have_mark ? "" : " (no marker: Redis lost the hash or "
 		    "no reconcile has written it yet; nothing is deleted on its strength)");
-	env->want_auth = have_mark;
-	if (!env->want_read) {
-		env->want_read = 1;
-		nmd_orders_start(env);	/* orders waited for this first read */
-	}
+	nmd_want_read_done(env, have_mark);
 	env->mark_e = me;
 	env->mark_s = ms;
 	env->full_read_ms = clock_mono_ms();
@@ -662,11 +670,8 @@ nmd_want_all_reply(redisAsyncContext *ac, void *r, void *priv)
 		    reply->str : "not a hash");
 		/* Orders must not wait on a hash that cannot be read: they run,
 		 * and nothing is deleted on the strength of what was not read. */
-		if (!env->want_read) {
-			env->want_read = 1;
-			env->want_auth = 0;
-			nmd_orders_start(env);
-		}
+		if (!env->want_read)
+			nmd_want_read_done(env, 0);
 		return;
 	}
 	nmd_want_merge(env, reply);
